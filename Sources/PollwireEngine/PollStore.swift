@@ -1,0 +1,66 @@
+public import Foundation
+public import PollwireCore
+
+/// A poll as the store holds it: definition, version, counters and latest text answers.
+public struct StoredPoll: Sendable {
+    public var poll: Poll
+    public var version: Int64
+    public var tally: Tally
+    /// Latest text answers by question id, newest first.
+    public var latestText: [String: [String]]
+
+    public init(poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]]) {
+        self.poll = poll
+        self.version = version
+        self.tally = tally
+        self.latestText = latestText
+    }
+}
+
+/// One stored ballot, as exported.
+public struct StoredBallot: Sendable, Equatable {
+    /// Position in the store's append-only order.
+    public var sequence: Int64
+    public var voter: String?
+    /// 0 for a voter's first ballot, 1 for their first change, and so on.
+    public var revision: Int
+    /// Canonical JSON of the answers.
+    public var answers: String
+    /// The poll version that first included this ballot.
+    public var version: Int64
+    public var createdAt: Date
+
+    public init(sequence: Int64, voter: String?, revision: Int, answers: String, version: Int64, createdAt: Date) {
+        self.sequence = sequence
+        self.voter = voter
+        self.revision = revision
+        self.answers = answers
+        self.version = version
+        self.createdAt = createdAt
+    }
+}
+
+/// Durable storage of poll definitions, API keys and server secrets.
+public protocol PollStore: Sendable {
+    /// Every poll with its version and counters: what the TallyBook starts from.
+    func loadPolls(latestTextLimit: Int) async throws -> [StoredPoll]
+    /// Stores a new poll.
+    func insert(_ poll: Poll) async throws
+    /// Replaces a poll's definition. Returns false when the poll does not exist.
+    func update(_ poll: Poll) async throws -> Bool
+    /// Deletes a poll with its ballots and tallies. Returns false when it did not exist.
+    func delete(pollID: String) async throws -> Bool
+    /// How many ballots a poll has stored.
+    func ballotCount(pollID: String) async throws -> Int64
+    /// Up to `limit` ballots of a poll with sequence above `after`, in order: a page of an export.
+    func ballots(pollID: String, after: Int64, limit: Int) async throws -> [StoredBallot]
+
+    /// Stores the SHA-256 hash of a new API key.
+    func insertAPIKey(hash: String, name: String, createdAt: Date) async throws
+    /// Whether an API key with this hash exists.
+    func apiKeyExists(hash: String) async throws -> Bool
+    /// How many API keys exist.
+    func apiKeyCount() async throws -> Int
+    /// The secret stored under `name`; when there is none, stores and returns `make()`.
+    func secret(named name: String, orMake make: @Sendable () -> [UInt8]) async throws -> [UInt8]
+}

@@ -1,0 +1,22 @@
+public import NIOCore
+
+/// A poll's results at one version, encoded once: the bytes `GET /results` serves and every
+/// live update carries.
+public struct Snapshot: Sendable {
+    public let pollID: String
+    public let version: Int64
+    /// True for the redacted variant (only the number of ballots).
+    public let hidden: Bool
+    /// The JSON body. Shared: every reader gets the same storage, no copy.
+    public let body: ByteBuffer
+    /// `"<poll>-<version>"`, or `"<poll>-<version>-h"` for the redacted variant.
+    public let etag: String
+
+    public init(pollID: String, version: Int64, hidden: Bool, body: ByteBuffer) {
+        self.pollID = pollID
+        self.version = version
+        self.hidden = hidden
+        self.body = body
+        self.etag = hidden ? "\"\(pollID)-\(version)-h\"" : "\"\(pollID)-\(version)\""
+    }
+}

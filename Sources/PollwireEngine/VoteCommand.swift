@@ -1,0 +1,80 @@
+public import PollwireCore
+
+/// One validated ballot on its way to the store.
+public struct VoteCommand: Sendable {
+    public var pollID: String
+    /// The dedupe key: an external voter id or a device id; nil when the poll dedupes nothing.
+    public var voter: String?
+    /// The client's `Idempotency-Key`, if it sent one.
+    public var idempotencyKey: String?
+    public var ballot: Ballot
+    /// Whether the poll lets a voter replace their ballot.
+    public var allowChange: Bool
+
+    public init(pollID: String, voter: String?, idempotencyKey: String?, ballot: Ballot, allowChange: Bool) {
+        self.pollID = pollID
+        self.voter = voter
+        self.idempotencyKey = idempotencyKey
+        self.ballot = ballot
+        self.allowChange = allowChange
+    }
+}
+
+/// What became of one vote, decided inside the transaction that stored it.
+public enum VoteOutcome: Sendable, Equatable {
+    /// Stored and counted; `version` is the poll's version that first includes it.
+    /// `replayed` is true when an earlier request with the same `Idempotency-Key` stored it.
+    case accepted(version: Int64, replayed: Bool)
+    /// The voter's identical ballot was already stored (at `version`); nothing changed.
+    case duplicate(version: Int64)
+    /// The voter replaced their earlier ballot; the tallies moved from the old to the new one.
+    case changed(version: Int64)
+    /// The voter already voted differently and the poll does not allow changes.
+    case conflict
+    /// The `Idempotency-Key` was used before with a different ballot.
+    case idempotencyMismatch
+    /// The poll does not exist (any more).
+    case pollNotFound
+    /// The poll is not open for votes at commit time.
+    case pollNotOpen
+}
+
+/// What one group commit changed for one poll: applied to the TallyBook after the commit.
+public struct PollChange: Sendable, Equatable {
+    public var pollID: String
+    /// The poll's version after the commit.
+    public var version: Int64
+    /// Aggregated counter changes of the batch.
+    public var deltas: [TallyDelta]
+    /// Text answers the batch added, oldest first, as (question id, text).
+    public var texts: [TextAnswer]
+
+    public init(pollID: String, version: Int64, deltas: [TallyDelta], texts: [TextAnswer]) {
+        self.pollID = pollID
+        self.version = version
+        self.deltas = deltas
+        self.texts = texts
+    }
+}
+
+/// One open-text answer.
+public struct TextAnswer: Sendable, Equatable {
+    public var question: String
+    public var text: String
+
+    public init(question: String, text: String) {
+        self.question = question
+        self.text = text
+    }
+}
+
+/// The result of one group commit: an outcome per vote, in order, and the change per poll.
+public struct CommitResult: Sendable {
+    public var outcomes: [VoteOutcome]
+    public var changes: [PollChange]
+
+    public init(outcomes: [VoteOutcome], changes: [PollChange]) {
+        self.outcomes = outcomes
+        self.changes = changes
+    }
+}

@@ -1,0 +1,247 @@
+import DequeModule
+public import Foundation
+public import Logging
+public import Metrics
+public import ServiceLifecycle
+import Synchronization
+
+/// The hot path's writer: a bounded queue of submissions drained by ONE task that stores each
+/// batch in one transaction (group commit), applies it to the TallyBook, then answers.
+///
+/// The batch grows with load: while one transaction commits (one fsync), new votes queue up
+/// and all of them go into the next one, up to `maxBatch`. A submission is never split, so a
+/// client's batch request is all in one transaction.
+///
+/// ```swift
+/// let ingestor = VoteIngestor(store: store, book: book)
+/// // as a Service in the application's ServiceGroup, then per request:
+/// let outcomes = try await ingestor.submit([command])
+/// ```
+public final class VoteIngestor: Service, Sendable {
+    /// Tuning of the queue and the group commit.
+    public struct Configuration: Sendable {
+        /// Most ballots in one transaction (a larger single submission still goes whole). Default 8192.
+        public var maxBatch: Int
+        /// How long the writer waits for more ballots after the first one; zero (the default)
+        /// means it never waits: batches grow from what queues during the previous commit.
+        public var maxDelay: Duration
+        /// Most ballots waiting in the queue; beyond it `submit` fails with `.overloaded`. Default 65536.
+        public var queueCapacity: Int
+
+        public init(maxBatch: Int = 8192, maxDelay: Duration = .zero, queueCapacity: Int = 65_536) {
+            self.maxBatch = max(1, maxBatch)
+            self.maxDelay = maxDelay
+            self.queueCapacity = max(1, queueCapacity)
+        }
+    }
+
+    struct Submission {
+        var votes: [VoteCommand]
+        var continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>
+    }
+
+    struct State {
+        var queue = Deque<Submission>()
+        /// Ballots in `queue`.
+        var queued = 0
+        var accepting = true
+        /// The writer, parked while the queue is empty.
+        var writer: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+    private let store: any VoteStore
+    private let book: TallyBook
+    private let configuration: Configuration
+    private let now: @Sendable () -> Date
+    private let logger: Logger
+    private let metrics: IngestMetrics
+    private let onCommit: @Sendable ([PollChange]) -> Void
+
+    /// - Parameters:
+    ///   - store: where batches are committed.
+    ///   - book: the in-memory tallies that committed changes are applied to.
+    ///   - now: the clock that decides whether a poll is open at commit time.
+    ///   - metricsFactory: where batch size, commit latency, queue depth and outcomes are reported.
+    ///   - onCommit: called after each commit was applied to `book` (the Hub marks polls dirty here).
+    public init(
+        store: any VoteStore,
+        book: TallyBook,
+        configuration: Configuration = Configuration(),
+        now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = Logger(label: "pollwire.ingest"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        onCommit: @escaping @Sendable ([PollChange]) -> Void = { _ in }
+    ) {
+        self.store = store
+        self.book = book
+        self.configuration = configuration
+        self.now = now
+        self.logger = logger
+        self.metrics = IngestMetrics(factory: metricsFactory)
+        self.onCommit = onCommit
+    }
+
+    // MARK: Submitting
+
+    /// Queues `votes` and returns their outcomes once the transaction holding them committed.
+    ///
+    /// Fails at once with `.overloaded` when the queue cannot take them all, and with
+    /// `.shuttingDown` once shutdown began; with `.storageFailure` when the commit failed.
+    /// Cost: one lock, one continuation; no per-vote allocation beyond the command itself.
+    public func submit(_ votes: [VoteCommand]) async throws(IngestError) -> [VoteOutcome] {
+        if votes.isEmpty { return [] }
+        let capacity = self.configuration.queueCapacity
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>) in
+            let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
+                guard state.accepting else {
+                    return .failure(IngestError(.shuttingDown, "the server is shutting down"))
+                }
+                // An empty queue takes any one submission, so an oversized batch is not starved.
+                guard state.queued == 0 || state.queued + votes.count <= capacity else {
+                    return .failure(IngestError(.overloaded, "the vote queue is full"))
+                }
+                state.queue.append(Submission(votes: votes, continuation: continuation))
+                state.queued += votes.count
+                let writer = state.writer
+                state.writer = nil
+                return .success(writer)
+            }
+            switch outcome {
+            case .success(let writer):
+                writer?.resume()
+            case .failure(let error):
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Ballots waiting in the queue now.
+    public var queuedBallots: Int { self.state.withLock { $0.queued } }
+
+    // MARK: Writing
+
+    /// Runs the writer until graceful shutdown, then commits and answers everything queued.
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                while let batch = await self.nextBatch() {
+                    await self.commit(batch)
+                }
+            } onCancel: {
+                self.stopAccepting()
+            }
+        } onGracefulShutdown: {
+            self.stopAccepting()
+        }
+        // Cancelled hard while votes were queued: they were never stored, say so.
+        let rest = self.state.withLock { state in
+            defer {
+                state.queue.removeAll()
+                state.queued = 0
+            }
+            return Array(state.queue)
+        }
+        for submission in rest {
+            submission.continuation.resume(returning: .failure(IngestError(.shuttingDown, "the server stopped")))
+        }
+    }
+
+    private func stopAccepting() {
+        let writer = self.state.withLock { state in
+            state.accepting = false
+            defer { state.writer = nil }
+            return state.writer
+        }
+        writer?.resume()
+    }
+
+    /// The next batch: whatever is queued, up to `maxBatch` ballots. Waits while the queue is
+    /// empty; nil once shutdown began and the queue is drained.
+    private func nextBatch() async -> [Submission]? {
+        while true {
+            if Task.isCancelled { return nil }
+            enum Step {
+                case take([Submission])
+                case wait
+                case stop
+            }
+            let step: Step = self.state.withLock { state in
+                if !state.queue.isEmpty { return .take(Self.take(from: &state, limit: self.configuration.maxBatch)) }
+                return state.accepting ? .wait : .stop
+            }
+            switch step {
+            case .take(var batch):
+                let ballots = batch.reduce(0) { $0 + $1.votes.count }
+                if self.configuration.maxDelay > .zero, ballots < self.configuration.maxBatch {
+                    try? await Task.sleep(for: self.configuration.maxDelay)
+                    let more = self.state.withLock {
+                        Self.take(from: &$0, limit: self.configuration.maxBatch - ballots)
+                    }
+                    batch.append(contentsOf: more)
+                }
+                return batch
+            case .stop:
+                return nil
+            case .wait:
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let ready = self.state.withLock { state in
+                        if !state.queue.isEmpty || !state.accepting { return true }
+                        state.writer = continuation
+                        return false
+                    }
+                    if ready { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    private static func take(from state: inout State, limit: Int) -> [Submission] {
+        var batch: [Submission] = []
+        var ballots = 0
+        while let first = state.queue.first, batch.isEmpty || ballots + first.votes.count <= limit {
+            state.queue.removeFirst()
+            ballots += first.votes.count
+            state.queued -= first.votes.count
+            batch.append(first)
+        }
+        return batch
+    }
+
+    private func commit(_ batch: [Submission]) async {
+        var votes: [VoteCommand] = []
+        votes.reserveCapacity(batch.reduce(0) { $0 + $1.votes.count })
+        for submission in batch { votes.append(contentsOf: submission.votes) }
+        self.metrics.batchSize.record(votes.count)
+        self.metrics.queueDepth.record(self.queuedBallots)
+
+        let started = ContinuousClock.now
+        let result: CommitResult
+        do {
+            result = try await self.store.commit(votes, at: self.now())
+        } catch {
+            self.logger.error("group commit failed", metadata: ["error": "\(error)", "ballots": "\(votes.count)"])
+            self.metrics.commitFailures.increment()
+            for submission in batch {
+                submission.continuation.resume(
+                    returning: .failure(IngestError(.storageFailure, "the vote could not be stored")))
+            }
+            return
+        }
+        self.metrics.commitDuration.recordNanoseconds(
+            Int64((ContinuousClock.now - started) / .nanoseconds(1)))
+
+        // Durable from here on: count it in memory, then acknowledge.
+        self.book.apply(result.changes)
+        self.onCommit(result.changes)
+        var offset = 0
+        for submission in batch {
+            let outcomes = Array(result.outcomes[offset..<offset + submission.votes.count])
+            offset += submission.votes.count
+            submission.continuation.resume(returning: .success(outcomes))
+        }
+        self.metrics.count(result.outcomes)
+    }
+}
