@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A poll or survey: one or more questions, settings, and a lifecycle.
 public struct Poll: Codable, Sendable, Equatable {

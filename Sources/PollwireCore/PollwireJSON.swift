@@ -1,0 +1,30 @@
+public import Foundation
+
+/// The JSON coders of the wire format and of stored definitions: dates as ISO 8601 with
+/// milliseconds (`2026-11-29T00:37:57.123Z`), so a stored poll reads back equal.
+public enum PollwireJSON {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(Self.dateStyle))
+        }
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            if let date = try? Date(text, strategy: Self.dateStyle) { return date }
+            if let date = try? Date(text, strategy: .iso8601) { return date }
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "expected an ISO 8601 date such as 2026-01-31T12:00:00Z")
+        }
+        return decoder
+    }
+
+    static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+}

@@ -1,0 +1,90 @@
+import Foundation
+public import GRDB
+
+/// The embedded store's database file: WAL, migrations, and the durability setting.
+public struct SQLiteDatabase: Sendable {
+    /// How hard a commit waits for the disk.
+    public enum Synchronous: String, Sendable, CaseIterable {
+        /// fsync on every commit: an acknowledged vote survives power loss (the default).
+        case full = "FULL"
+        /// In WAL mode, fsync only at checkpoints: an acknowledged vote survives a crash of the
+        /// process, but the last commits before a power loss or kernel crash may be lost.
+        case normal = "NORMAL"
+    }
+
+    public let pool: DatabasePool
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(path: String, synchronous: Synchronous = .full) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.pool = try DatabasePool(path: path, configuration: configuration)
+        self.path = path
+        try Self.migrator.migrate(self.pool)
+    }
+
+    /// The schema, one migration per step; never edit a shipped step, add a new one.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE polls (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        definition TEXT NOT NULL,
+                        status TEXT NOT NULL,
+                        opens_at REAL,
+                        closes_at REAL,
+                        version INTEGER NOT NULL DEFAULT 0,
+                        created_at REAL NOT NULL
+                    );
+                    -- Append-only. A voter's first ballot has revision 0; a change appends
+                    -- revision n+1. The unique index is the dedupe: one revision 0 per voter.
+                    CREATE TABLE ballots (
+                        seq INTEGER PRIMARY KEY,
+                        poll_id TEXT NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+                        voter TEXT,
+                        revision INTEGER NOT NULL DEFAULT 0,
+                        idempotency_key TEXT,
+                        answers TEXT NOT NULL,
+                        keys TEXT NOT NULL,
+                        version INTEGER NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE UNIQUE INDEX ballots_voter ON ballots(poll_id, voter, revision)
+                        WHERE voter IS NOT NULL;
+                    CREATE UNIQUE INDEX ballots_idempotency ON ballots(poll_id, idempotency_key)
+                        WHERE idempotency_key IS NOT NULL;
+                    CREATE INDEX ballots_poll ON ballots(poll_id, seq);
+                    CREATE TABLE tallies (
+                        poll_id TEXT NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+                        question TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        count INTEGER NOT NULL,
+                        PRIMARY KEY (poll_id, question, key)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE api_keys (
+                        hash TEXT PRIMARY KEY NOT NULL,
+                        name TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE TABLE secrets (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        value BLOB NOT NULL
+                    ) WITHOUT ROWID;
+                    """)
+        }
+        return migrator
+    }
+
+    /// Whether every migration has been applied.
+    public func isMigrated() throws -> Bool {
+        try self.pool.read { try Self.migrator.hasCompletedMigrations($0) }
+    }
+}

@@ -1,0 +1,153 @@
+public import Foundation
+import GRDB
+import PollwireCore
+public import PollwireEngine
+
+/// `VoteStore` on the embedded SQLite database: one transaction per group commit.
+///
+/// Per ballot: one INSERT (a cached statement; the unique indexes do the dedupe). Only a
+/// conflict reads the earlier ballot. Per poll in the batch: one SELECT of its state, one
+/// UPSERT per changed counter, one UPDATE of its version. Then one COMMIT: one fsync with
+/// `synchronous=FULL`.
+public struct SQLiteVoteStore: VoteStore {
+    let database: SQLiteDatabase
+
+    public init(database: SQLiteDatabase) {
+        self.database = database
+    }
+
+    public func commit(_ votes: [VoteCommand], at now: Date) async throws -> CommitResult {
+        try await self.database.pool.write { db in try Self.commit(votes, at: now, in: db) }
+    }
+
+    /// A poll's state while a batch is written.
+    struct PollRow {
+        var version: Int64
+        var open: Bool
+        var deltas: [TallyKey: Int64] = [:]
+        var texts: [TextAnswer] = []
+        var stored = false
+    }
+
+    static func commit(_ votes: [VoteCommand], at now: Date, in db: Database) throws -> CommitResult {
+        let timestamp = now.timeIntervalSince1970
+        var polls: [String: PollRow] = [:]
+        let selectPoll = try db.cachedStatement(
+            sql: "SELECT version, status, opens_at, closes_at FROM polls WHERE id = ?")
+        for vote in votes where polls[vote.pollID] == nil {
+            guard let row = try Row.fetchOne(selectPoll, arguments: [vote.pollID]) else { continue }
+            let opensAt: Double? = row[2]
+            let closesAt: Double? = row[3]
+            let open =
+                row[1] == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
+                && (closesAt.map { timestamp < $0 } ?? true)
+            polls[vote.pollID] = PollRow(version: row[0], open: open)
+        }
+
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                """)
+        var outcomes: [VoteOutcome] = []
+        outcomes.reserveCapacity(votes.count)
+        for vote in votes {
+            guard var poll = polls[vote.pollID] else {
+                outcomes.append(.pollNotFound)
+                continue
+            }
+            guard poll.open else {
+                outcomes.append(.pollNotOpen)
+                continue
+            }
+            let version = poll.version + 1
+            let keys = StoredKeys.encode(vote.ballot.keys)
+            try insert.execute(arguments: [
+                vote.pollID, vote.voter, 0, vote.idempotencyKey, vote.ballot.canonical, keys, version, timestamp,
+            ])
+            let outcome: VoteOutcome
+            if db.changesCount == 1 {
+                outcome = .accepted(version: version, replayed: false)
+                poll.count(vote.ballot, sign: 1)
+            } else {
+                outcome = try Self.resolveConflict(vote, version: version, poll: &poll, at: timestamp, in: db)
+            }
+            outcomes.append(outcome)
+            polls[vote.pollID] = poll
+        }
+
+        let upsert = try db.cachedStatement(
+            sql: """
+                INSERT INTO tallies (poll_id, question, key, count) VALUES (?, ?, ?, ?)
+                ON CONFLICT (poll_id, question, key) DO UPDATE SET count = count + excluded.count
+                """)
+        let bump = try db.cachedStatement(sql: "UPDATE polls SET version = ? WHERE id = ?")
+        var changes: [PollChange] = []
+        for (id, poll) in polls where poll.stored {
+            let deltas = poll.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
+                .sorted { $0.key < $1.key }
+            for delta in deltas {
+                try upsert.execute(arguments: [id, delta.key.question, delta.key.key, delta.amount])
+            }
+            try bump.execute(arguments: [poll.version + 1, id])
+            changes.append(PollChange(pollID: id, version: poll.version + 1, deltas: deltas, texts: poll.texts))
+        }
+        return CommitResult(outcomes: outcomes, changes: changes)
+    }
+
+    /// The INSERT hit a unique index: the same idempotency key, or the voter's earlier ballot.
+    static func resolveConflict(
+        _ vote: VoteCommand, version: Int64, poll: inout PollRow, at timestamp: Double, in db: Database
+    ) throws -> VoteOutcome {
+        if let key = vote.idempotencyKey {
+            let earlier = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT answers, version FROM ballots WHERE poll_id = ? AND idempotency_key = ?"),
+                arguments: [vote.pollID, key])
+            if let earlier {
+                let answers: String = earlier[0]
+                return answers == vote.ballot.canonical
+                    ? .accepted(version: earlier[1], replayed: true) : .idempotencyMismatch
+            }
+        }
+        guard let voter = vote.voter,
+            let latest = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT revision, answers, keys, version FROM ballots
+                        WHERE poll_id = ? AND voter = ? ORDER BY revision DESC LIMIT 1
+                        """),
+                arguments: [vote.pollID, voter])
+        else {
+            // No voter and no matching key: an idempotency key reused on another poll's index
+            // cannot happen (the index is per poll), so this is a store invariant broken.
+            throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "ballot conflict without an earlier ballot")
+        }
+        let answers: String = latest[1]
+        if answers == vote.ballot.canonical { return .duplicate(version: latest[3]) }
+        guard vote.allowChange else { return .conflict }
+        let revision: Int = latest[0]
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            vote.pollID, voter, revision + 1, vote.idempotencyKey, vote.ballot.canonical,
+            StoredKeys.encode(vote.ballot.keys), version, timestamp,
+        ])
+        let oldKeys: String = latest[2]
+        for key in StoredKeys.decode(oldKeys) { poll.deltas[key, default: 0] -= 1 }
+        poll.count(vote.ballot, sign: 1)
+        return .changed(version: version)
+    }
+}
+
+extension SQLiteVoteStore.PollRow {
+    mutating func count(_ ballot: Ballot, sign: Int64) {
+        for key in ballot.keys { self.deltas[key, default: 0] += sign }
+        for (question, answer) in ballot.answers {
+            if case .text(let text) = answer { self.texts.append(TextAnswer(question: question, text: text)) }
+        }
+        self.stored = true
+    }
+}
