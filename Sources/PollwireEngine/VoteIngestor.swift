@@ -118,6 +118,9 @@ public final class VoteIngestor: Service, Sendable {
         return try result.get()
     }
 
+    /// Whether new votes are taken (false once shutdown began).
+    public var isAccepting: Bool { self.state.withLock { $0.accepting } }
+
     /// Ballots waiting in the queue now.
     public var queuedBallots: Int { self.state.withLock { $0.queued } }
 

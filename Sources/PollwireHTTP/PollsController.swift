@@ -1,0 +1,147 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import PollwireCore
+import PollwireEngine
+
+/// Poll management (API key) and the public poll definition.
+struct PollsController {
+    let store: any PollStore
+    let book: TallyBook
+    let settings: PollwireSettings
+    let now: @Sendable () -> Date
+
+    func addManagementRoutes(to group: RouterGroup<PollwireRequestContext>) {
+        group.post("/polls", use: self.create)
+        group.get("/polls", use: self.list)
+        group.patch("/polls/{id}", use: self.update)
+        group.delete("/polls/{id}", use: self.delete)
+        group.post("/polls/{id}/open") { request, context in
+            try await self.transition(context) { poll in
+                poll.status = .open
+            }
+        }
+        group.post("/polls/{id}/close") { request, context in
+            try await self.transition(context) { poll in
+                poll.status = .closed
+            }
+        }
+        group.post("/polls/{id}/reveal") { request, context in
+            try await self.transition(context) { poll in
+                poll.revealed = true
+            }
+        }
+    }
+
+    func addPublicRoutes(to group: RouterGroup<PollwireRequestContext>) {
+        group.get("/polls/{id}", use: self.show)
+    }
+
+    // MARK: Handlers
+
+    @Sendable func create(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        try self.requireLoaded()
+        let body = try await request.decodeJSON(CreatePollRequest.self, limit: self.settings.maxBodyBytes)
+        if let status = body.status, status == .closed {
+            throw APIError.invalid(ValidationError(field: "status", "must be draft or open"))
+        }
+        let now = self.now()
+        let poll = Poll(
+            id: Identifier.random(), title: body.title, questions: body.questions,
+            settings: body.settings ?? PollSettings(), status: body.status ?? .open, opensAt: body.opensAt,
+            closesAt: body.closesAt, createdAt: now, updatedAt: now)
+        try self.validate(poll)
+        try await self.store.insert(poll)
+        self.book.put(poll)
+        return try Response.json(
+            .created, encoding: PollView(poll, version: 0, total: 0, now: now),
+            headers: [.location: "/v1/polls/\(poll.id)"])
+    }
+
+    @Sendable func list(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        try self.requireLoaded()
+        let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 100, 1), 1000)
+        let offset = max(request.uri.queryParameters.get("offset", as: Int.self) ?? 0, 0)
+        let now = self.now()
+        let polls = self.book.polls().dropFirst(offset).prefix(limit).map { poll in
+            let state = self.book.state(of: poll.id)
+            return PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: now)
+        }
+        return try Response.json(.ok, encoding: PollList(polls: Array(polls)))
+    }
+
+    @Sendable func show(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        try self.requireLoaded()
+        let id = try context.parameters.require("id")
+        guard let poll = self.book.poll(id), poll.status != .draft || request.headers[.authorization] != nil else {
+            throw APIError.notFound("poll")
+        }
+        let state = self.book.state(of: id)
+        return try Response.json(
+            .ok, encoding: PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: self.now()),
+            headers: [.cacheControl: "public, max-age=5"])
+    }
+
+    @Sendable func update(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        try self.requireLoaded()
+        let id = try context.parameters.require("id")
+        let body = try await request.decodeJSON(UpdatePollRequest.self, limit: self.settings.maxBodyBytes)
+        guard var poll = self.book.poll(id) else { throw APIError.notFound("poll") }
+        if let title = body.title { poll.title = title }
+        if let settings = body.settings { poll.settings = settings }
+        poll.opensAt = body.opensAt.applied(to: poll.opensAt)
+        poll.closesAt = body.closesAt.applied(to: poll.closesAt)
+        if let questions = body.questions, questions != poll.questions {
+            // Stored ballots were validated against the old questions: changing them would
+            // make the tallies mean something else.
+            guard try await self.store.ballotCount(pollID: id) == 0 else {
+                throw APIError(.conflict, .conflict, "questions cannot change once the poll has ballots")
+            }
+            poll.questions = questions
+        }
+        poll.updatedAt = self.now()
+        try self.validate(poll)
+        return try await self.save(poll)
+    }
+
+    @Sendable func delete(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        try self.requireLoaded()
+        let id = try context.parameters.require("id")
+        guard try await self.store.delete(pollID: id) else { throw APIError.notFound("poll") }
+        self.book.remove(id)
+        return Response(status: .noContent)
+    }
+
+    func transition(_ context: PollwireRequestContext, _ change: (inout Poll) -> Void) async throws -> Response {
+        try self.requireLoaded()
+        let id = try context.parameters.require("id")
+        guard var poll = self.book.poll(id) else { throw APIError.notFound("poll") }
+        change(&poll)
+        poll.updatedAt = self.now()
+        return try await self.save(poll)
+    }
+
+    // MARK: Helpers
+
+    func save(_ poll: Poll) async throws -> Response {
+        guard try await self.store.update(poll) else { throw APIError.notFound("poll") }
+        self.book.put(poll)
+        let state = self.book.state(of: poll.id)
+        return try Response.json(
+            .ok, encoding: PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: self.now()))
+    }
+
+    func validate(_ poll: Poll) throws {
+        do {
+            try poll.validateDefinition()
+        } catch {
+            throw APIError.invalid(error)
+        }
+    }
+
+    func requireLoaded() throws {
+        guard self.book.isLoaded else {
+            throw APIError(.serviceUnavailable, .notReady, "the server is still loading", retryAfter: 1)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+public import Foundation
+public import Hummingbird
+public import Logging
+import Metrics
+public import NIOCore
+import PollwireCore
+public import PollwireEngine
+public import Prometheus
+
+/// Builds the Pollwire HTTP application over a poll store and a vote store.
+///
+/// ```swift
+/// let app = try await PollwireApplication.make(
+///     settings: settings, pollStore: SQLitePollStore(database: db), voteStore: SQLiteVoteStore(database: db))
+/// try await app.runService()
+/// ```
+///
+/// Services, in start order: the vote ingestor, the tally loader, then Hummingbird's server.
+/// Shutdown runs in reverse: the server stops accepting and finishes its requests (their
+/// votes still commit, since the ingestor runs until then), then the ingestor drains.
+public enum PollwireApplication {
+    /// The parts of a running server that tests and the executable may look at.
+    public struct Parts: Sendable {
+        public let book: TallyBook
+        public let ingestor: VoteIngestor
+        public let registry: PrometheusCollectorRegistry
+    }
+
+    public static func make(
+        settings: PollwireSettings,
+        pollStore: any PollStore,
+        voteStore: any VoteStore,
+        logger: Logger = Logger(label: "pollwire"),
+        now: @escaping @Sendable () -> Date = { Date() },
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) async throws -> (some ApplicationProtocol, Parts) {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+        ]
+        factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+        let book = TallyBook(latestTextLimit: settings.latestTextLimit)
+        let ingestor = VoteIngestor(
+            store: voteStore, book: book, configuration: settings.ingest, now: now,
+            logger: Logger(label: "pollwire.ingest"), metricsFactory: factory)
+        let signer = Signer(secret: try await pollStore.secret(named: "signing", orMake: Signer.makeSecret))
+        let intake = VoteIntake(book: book, signer: signer, now: now)
+
+        let router = Router(context: PollwireRequestContext.self)
+        router.add(middleware: RouteMetricsMiddleware(instruments: .init(factory: factory)))
+        router.add(middleware: ErrorMiddleware())
+        OperationsController(book: book, ingestor: ingestor, registry: registry).addRoutes(to: router)
+
+        let polls = PollsController(store: pollStore, book: book, settings: settings, now: now)
+        let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings)
+        let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
+        let export = ExportController(store: pollStore, book: book)
+
+        let api = router.group("v1")
+        votes.addPublicRoutes(to: api)
+        results.addRoutes(to: api)
+        polls.addPublicRoutes(to: api)
+        let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore))
+        polls.addManagementRoutes(to: management)
+        votes.addManagementRoutes(to: management)
+        export.addRoutes(to: management)
+
+        let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
+        let app = Application(
+            router: router,
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [RequestReadDeadlineHandler(timeout: readTimeout)],
+                    idleTimeout: .nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1))))),
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger)],
+            onServerRunning: onServerRunning,
+            logger: logger)
+        return (app, Parts(book: book, ingestor: ingestor, registry: registry))
+    }
+}

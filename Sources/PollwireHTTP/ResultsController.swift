@@ -1,0 +1,123 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PollwireCore
+import PollwireEngine
+
+/// Results, served from the TallyBook's cached snapshots: the bytes are encoded once per
+/// version and shared by every response (no copy, no encode per request).
+struct ResultsController {
+    let book: TallyBook
+    let signer: Signer
+    let settings: PollwireSettings
+    let now: @Sendable () -> Date
+
+    static let maxPollsPerRequest = 100
+
+    func addRoutes(to group: RouterGroup<PollwireRequestContext>) {
+        group.get("/polls/{id}/results", use: self.single)
+        group.get("/results", use: self.many)
+    }
+
+    /// `GET /v1/polls/{id}/results`: 200 with ETag, or 304 when `If-None-Match` matches.
+    @Sendable func single(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        guard self.book.isLoaded else { throw VotesController.notReady }
+        let id = try context.parameters.require("id")
+        guard let (snapshot, privately) = self.snapshot(of: id, request: request) else {
+            throw APIError.notFound("poll")
+        }
+        let headers: HTTPFields = [
+            .eTag: snapshot.etag,
+            .cacheControl: self.cacheControl(privately: privately),
+            .vary: "Pollwire-Receipt",
+        ]
+        if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: snapshot.etag) {
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response.json(.ok, snapshot.body, headers: headers)
+    }
+
+    /// `GET /v1/results?polls=a,b`: `{"results": [...], "missing": [...]}` in the order asked.
+    @Sendable func many(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        guard self.book.isLoaded else { throw VotesController.notReady }
+        let ids = (request.uri.queryParameters.get("polls") ?? "").split(separator: ",").map(String.init)
+        guard !ids.isEmpty, ids.count <= Self.maxPollsPerRequest else {
+            throw APIError(
+                .badRequest, .badRequest, "polls must list 1 to \(Self.maxPollsPerRequest) poll ids, comma-separated")
+        }
+        var snapshots: [Snapshot] = []
+        var missing: [String] = []
+        var privately = false
+        for id in ids {
+            if let (snapshot, isPrivate) = self.snapshot(of: id, request: request) {
+                snapshots.append(snapshot)
+                privately = privately || isPrivate
+            } else {
+                missing.append(id)
+            }
+        }
+        let etag = Self.combinedETag(snapshots, missing: missing)
+        let headers: HTTPFields = [.eTag: etag, .cacheControl: self.cacheControl(privately: privately)]
+        if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: etag) {
+            return Response(status: .notModified, headers: headers)
+        }
+        var buffer = ByteBufferAllocator().buffer(
+            capacity: snapshots.reduce(32) { $0 + $1.body.readableBytes + 1 } + 8 * missing.count)
+        buffer.writeString("{\"results\":[")
+        for (index, snapshot) in snapshots.enumerated() {
+            if index > 0 { buffer.writeString(",") }
+            buffer.writeImmutableBuffer(snapshot.body)
+        }
+        buffer.writeString("],\"missing\":[")
+        for (index, id) in missing.enumerated() {
+            if index > 0 { buffer.writeString(",") }
+            var quoted = ""
+            JSONText.appendQuoted(id, to: &quoted)
+            buffer.writeString(quoted)
+        }
+        buffer.writeString("]}")
+        return Response.json(.ok, buffer, headers: headers)
+    }
+
+    /// The snapshot this viewer may see, and whether it is private to them (after_vote).
+    func snapshot(of id: String, request: Request) -> (Snapshot, Bool)? {
+        guard let poll = self.book.poll(id) else { return nil }
+        var hasVoted = false
+        if poll.settings.visibility == .afterVote {
+            let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
+            hasVoted = receipt.map { self.signer.isValidReceipt($0, pollID: id) } ?? false
+        }
+        let full = poll.showsResults(at: self.now(), hasVoted: hasVoted)
+        guard let snapshot = self.book.snapshot(of: id, hidden: !full) else { return nil }
+        return (snapshot, poll.settings.visibility == .afterVote && full)
+    }
+
+    func cacheControl(privately: Bool) -> String {
+        privately ? "private, no-cache" : "public, max-age=\(self.settings.resultsMaxAge)"
+    }
+
+    /// Whether an `If-None-Match` value names `etag` (a list, weak or strong, or `*`).
+    static func matches(_ header: String, etag: String) -> Bool {
+        header.split(separator: ",").contains { candidate in
+            var tag = candidate.trimmingCharacters(in: .whitespaces)
+            if tag == "*" { return true }
+            if tag.hasPrefix("W/") { tag.removeFirst(2) }
+            return tag == etag
+        }
+    }
+
+    /// One ETag for a set of snapshots: FNV-1a over their ETags and the missing ids.
+    static func combinedETag(_ snapshots: [Snapshot], missing: [String]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for text in snapshots.map(\.etag) + missing {
+            for byte in text.utf8 {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x100_0000_01b3
+            }
+            hash ^= 0x2C
+            hash = hash &* 0x100_0000_01b3
+        }
+        return "\"r-\(String(hash, radix: 16))\""
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import PollwireCore
+import PollwireEngine
+
+/// Turns a voter's request into a `VoteCommand` (validation and identity), and an outcome
+/// into the answer the voter gets. Shared by single votes and batches.
+struct VoteIntake: Sendable {
+    let book: TallyBook
+    let signer: Signer
+    let now: @Sendable () -> Date
+
+    static let maxVoterLength = 256
+    static let maxIdempotencyKeyLength = 255
+
+    /// Validates a ballot for `pollID`. Throws the error the client sees.
+    func command(
+        pollID: String, voter: String?, device: String?, idempotencyKey: String?, answers: [String: Answer]
+    ) throws(APIError) -> VoteCommand {
+        guard let poll = self.book.poll(pollID) else { throw .notFound("poll") }
+        guard poll.phase(at: self.now()) == .open else {
+            throw APIError(.forbidden, .pollNotOpen, "the poll is not open for votes")
+        }
+        if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.utf8.count > Self.maxIdempotencyKeyLength {
+            throw APIError(
+                .badRequest, .badRequest, "Idempotency-Key must be 1 to \(Self.maxIdempotencyKeyLength) bytes")
+        }
+        let identity: String?
+        switch poll.settings.dedupe {
+        case .voter:
+            guard let voter, !voter.isEmpty else {
+                throw .invalid(ValidationError(field: "voter", "is required: this poll counts one ballot per voter"))
+            }
+            guard voter.utf8.count <= Self.maxVoterLength else {
+                throw .invalid(ValidationError(field: "voter", "must be at most \(Self.maxVoterLength) bytes"))
+            }
+            identity = "v:" + voter
+        case .device:
+            guard let device, !device.isEmpty else {
+                throw .invalid(
+                    ValidationError(field: "device", "is required: get a token from POST /v1/device-tokens"))
+            }
+            guard let id = self.signer.deviceID(of: device) else {
+                throw APIError(.forbidden, .forbidden, "the device token is not valid", field: "device")
+            }
+            identity = "d:" + id
+        case .none:
+            identity = nil
+        }
+        let ballot: Ballot
+        do {
+            ballot = try poll.ballot(answers: answers)
+        } catch {
+            throw .invalid(error)
+        }
+        return VoteCommand(
+            pollID: pollID, voter: identity, idempotencyKey: idempotencyKey, ballot: ballot,
+            allowChange: poll.settings.allowChange)
+    }
+
+    /// The status and JSON body for an outcome.
+    func answer(to outcome: VoteOutcome, pollID: String) -> (HTTPResponse.Status, String) {
+        let receipt: String
+        if self.book.poll(pollID)?.settings.visibility == .afterVote {
+            receipt = ",\"receipt\":\"\(self.signer.receipt(pollID: pollID))\""
+        } else {
+            receipt = ""
+        }
+        switch outcome {
+        case .accepted(let version, _):
+            return (.created, "{\"accepted\":true,\"version\":\(version)\(receipt)}")
+        case .duplicate(let version):
+            return (.ok, "{\"accepted\":true,\"duplicate\":true,\"version\":\(version)\(receipt)}")
+        case .changed(let version):
+            return (.ok, "{\"accepted\":true,\"changed\":true,\"version\":\(version)\(receipt)}")
+        case .conflict:
+            return Self.error(
+                APIError(.conflict, .alreadyVoted, "this voter already voted, and the poll does not allow changes"))
+        case .idempotencyMismatch:
+            return Self.error(
+                APIError(
+                    .unprocessableContent, .idempotencyKeyReused,
+                    "this Idempotency-Key was used before with a different ballot"))
+        case .pollNotFound:
+            return Self.error(.notFound("poll"))
+        case .pollNotOpen:
+            return Self.error(APIError(.forbidden, .pollNotOpen, "the poll is not open for votes"))
+        }
+    }
+
+    static func error(_ error: APIError) -> (HTTPResponse.Status, String) {
+        (error.status, error.json)
+    }
+
+    /// Maps an ingest failure to 503 with Retry-After.
+    static func unavailable(_ error: IngestError, retryAfter: Int) -> APIError {
+        switch error.code {
+        case .overloaded:
+            APIError(.serviceUnavailable, .overloaded, error.message, retryAfter: retryAfter)
+        case .shuttingDown:
+            APIError(.serviceUnavailable, .shuttingDown, error.message, retryAfter: retryAfter)
+        default:
+            APIError(.serviceUnavailable, .storageFailure, error.message, retryAfter: retryAfter)
+        }
+    }
+}

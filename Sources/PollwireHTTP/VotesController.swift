@@ -1,0 +1,108 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PollwireCore
+import PollwireEngine
+
+/// Votes: single (`POST /v1/polls/{id}/votes`), batch (`POST /v1/votes:batch`), and device tokens.
+struct VotesController {
+    let intake: VoteIntake
+    let ingestor: VoteIngestor
+    let book: TallyBook
+    let settings: PollwireSettings
+
+    func addPublicRoutes(to group: RouterGroup<PollwireRequestContext>) {
+        group.post("/polls/{id}/votes", use: self.vote)
+        group.post("/device-tokens", use: self.issueDeviceToken)
+    }
+
+    func addManagementRoutes(to group: RouterGroup<PollwireRequestContext>) {
+        group.post("/votes:batch", use: self.batch)
+    }
+
+    /// The way of a vote: decode (size-capped) -> validate against the cached definition ->
+    /// submit to the ingestor -> answer after the commit.
+    @Sendable func vote(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        guard self.book.isLoaded else { throw Self.notReady }
+        let id = try context.parameters.require("id")
+        let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)
+        let idempotencyKey = request.headers[.idempotencyKey]
+        let command = try self.intake.command(
+            pollID: id, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
+            idempotencyKey: idempotencyKey, answers: body.answers)
+        let outcomes: [VoteOutcome]
+        do {
+            outcomes = try await self.ingestor.submit([command])
+        } catch {
+            throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
+        }
+        let (status, text) = self.intake.answer(to: outcomes[0], pollID: id)
+        var headers: HTTPFields = [.cacheControl: "no-store"]
+        if case .accepted(_, replayed: true) = outcomes[0] { headers[.idempotentReplayed] = "true" }
+        return Response.json(status, text, headers: headers)
+    }
+
+    /// Up to `maxBatchBallots` ballots, possibly for many polls, in ONE submission: they commit
+    /// in the same transaction. Each ballot gets its own status in `results`, in order.
+    @Sendable func batch(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        guard self.book.isLoaded else { throw Self.notReady }
+        let body = try await request.decodeJSON(BatchRequest.self, limit: self.settings.maxBatchBodyBytes)
+        guard !body.ballots.isEmpty, body.ballots.count <= self.settings.maxBatchBallots else {
+            throw APIError.invalid(
+                ValidationError(field: "ballots", "must hold 1 to \(self.settings.maxBatchBallots) ballots"))
+        }
+        var answers = [(HTTPResponse.Status, String)?](repeating: nil, count: body.ballots.count)
+        var commands: [VoteCommand] = []
+        var positions: [Int] = []
+        commands.reserveCapacity(body.ballots.count)
+        for (index, ballot) in body.ballots.enumerated() {
+            do {
+                commands.append(
+                    try self.intake.command(
+                        pollID: ballot.poll, voter: ballot.voter, device: ballot.device,
+                        idempotencyKey: ballot.idempotencyKey, answers: ballot.answers))
+                positions.append(index)
+            } catch {
+                answers[index] = VoteIntake.error(error.prefixingField("ballots[\(index)]"))
+            }
+        }
+        let outcomes: [VoteOutcome]
+        do {
+            outcomes = try await self.ingestor.submit(commands)
+        } catch {
+            throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
+        }
+        for (position, outcome) in zip(positions, outcomes) {
+            answers[position] = self.intake.answer(to: outcome, pollID: body.ballots[position].poll)
+        }
+        var text = "{\"results\":["
+        text.reserveCapacity(64 * answers.count)
+        for (index, answer) in answers.enumerated() {
+            guard let (status, json) = answer else { continue }
+            if index > 0 { text.append(",") }
+            // Each answer is a JSON object; the status goes in front of its fields.
+            text.append("{\"status\":\(status.code),")
+            text.append(contentsOf: json.dropFirst())
+        }
+        text.append("]}")
+        return Response.json(.ok, text, headers: [.cacheControl: "no-store"])
+    }
+
+    @Sendable func issueDeviceToken(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        Response.json(
+            .created, "{\"token\":\"\(self.intake.signer.issueDeviceToken())\"}", headers: [.cacheControl: "no-store"])
+    }
+
+    static let notReady = APIError(.serviceUnavailable, .notReady, "the server is still loading", retryAfter: 1)
+}
+
+extension APIError {
+    /// The same error with its field placed under `prefix` (for one ballot of a batch).
+    func prefixingField(_ prefix: String) -> APIError {
+        let field = self.field.map { "\(prefix).\($0)" } ?? prefix
+        let message = self.field != nil && self.message.hasPrefix("\(self.field!):")
+            ? "\(prefix)." + self.message : "\(prefix): " + self.message
+        return APIError(self.status, self.code, message, field: field, retryAfter: self.retryAfter)
+    }
+}
