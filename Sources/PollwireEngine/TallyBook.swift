@@ -144,7 +144,7 @@ public final class TallyBook: Sendable {
 
     static func encode(_ results: Results) -> ByteBuffer {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         // Results holds only strings, integers and finite doubles: encoding cannot fail.
         let data = (try? encoder.encode(results)) ?? Data("{}".utf8)
         return ByteBuffer(bytes: data)

@@ -1,0 +1,77 @@
+import Configuration
+import Foundation
+import Logging
+import PollwireEngine
+import PollwireHTTP
+import PollwireSQLite
+import SystemPackage
+
+/// Reads configuration: command-line flags, then `POLLWIRE_*` environment variables, then the
+/// optional JSON file, then the defaults in the code. docs/configuration.md lists every key.
+func makeConfigReader(_ options: ConfigOptions) async throws -> ConfigReader {
+    var providers: [any ConfigProvider] = [
+        CommandLineArgumentsProvider(arguments: ["pollwire"] + options.settings),
+        EnvironmentVariablesProvider().prefixKeys(with: "pollwire"),
+    ]
+    let environmentFile = ProcessInfo.processInfo.environment["POLLWIRE_CONFIG_FILE"]
+    if let path = options.configFile ?? environmentFile {
+        providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(path)))
+    }
+    return ConfigReader(providers: providers)
+}
+
+/// Where the embedded store lives and how it commits.
+struct StoreSettings {
+    /// `data.dir`: directory of the SQLite database. Default `./pollwire-data`.
+    var dataDirectory: String
+    /// `sqlite.synchronous`: FULL (default) or NORMAL.
+    var synchronous: SQLiteDatabase.Synchronous
+
+    init(reader: ConfigReader) throws {
+        self.dataDirectory = reader.string(forKey: "data.dir", default: "./pollwire-data")
+        let synchronous = reader.string(forKey: "sqlite.synchronous", default: "FULL").uppercased()
+        guard let value = SQLiteDatabase.Synchronous(rawValue: synchronous) else {
+            throw ConfigurationError("sqlite.synchronous must be FULL or NORMAL, not \(synchronous)")
+        }
+        self.synchronous = value
+    }
+
+    var databasePath: String { URL(fileURLWithPath: self.dataDirectory).appendingPathComponent("pollwire.sqlite").path }
+
+    func open() throws -> SQLiteDatabase {
+        try SQLiteDatabase(path: self.databasePath, synchronous: self.synchronous)
+    }
+}
+
+struct ConfigurationError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension PollwireSettings {
+    /// Settings from configuration; each key's default is the struct's.
+    init(reader: ConfigReader) {
+        self.init()
+        self.host = reader.string(forKey: "http.host", default: self.host)
+        self.port = reader.int(forKey: "http.port", default: self.port)
+        self.maxBodyBytes = reader.int(forKey: "http.maxBodyBytes", default: self.maxBodyBytes)
+        self.maxBatchBodyBytes = reader.int(forKey: "http.maxBatchBodyBytes", default: self.maxBatchBodyBytes)
+        self.maxBatchBallots = reader.int(forKey: "http.maxBatchBallots", default: self.maxBatchBallots)
+        self.requestReadTimeout = .milliseconds(
+            Int64(reader.double(forKey: "http.requestReadTimeout", default: 10) * 1000))
+        self.idleTimeout = .milliseconds(Int64(reader.double(forKey: "http.idleTimeout", default: 60) * 1000))
+        self.resultsMaxAge = reader.int(forKey: "results.maxAge", default: self.resultsMaxAge)
+        self.latestTextLimit = reader.int(forKey: "results.latestText", default: self.latestTextLimit)
+        self.retryAfterSeconds = reader.int(forKey: "ingest.retryAfter", default: self.retryAfterSeconds)
+        self.ingest = VoteIngestor.Configuration(
+            maxBatch: reader.int(forKey: "ingest.maxBatch", default: self.ingest.maxBatch),
+            maxDelay: .microseconds(Int64(reader.double(forKey: "ingest.maxDelayMs", default: 0) * 1000)),
+            queueCapacity: reader.int(forKey: "ingest.queueCapacity", default: self.ingest.queueCapacity))
+    }
+}
+
+func makeLogger(_ reader: ConfigReader, label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = Logger.Level(rawValue: reader.string(forKey: "log.level", default: "info").lowercased()) ?? .info
+    return logger
+}
