@@ -19,12 +19,15 @@ public struct SQLiteDatabase: Sendable {
     public init(path: String, synchronous: Synchronous = .full) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
-        }
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.pool = try DatabasePool(path: path, configuration: configuration)
+        // DatabasePool switches to WAL after `prepareDatabase` and sets synchronous=NORMAL on
+        // the writer as it does, so the setting goes on the writer connection here, after it.
+        // Only the writer commits, so only its setting decides durability.
+        try self.pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+        }
         self.path = path
         try Self.migrator.migrate(self.pool)
     }
