@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import NIOHTTP1
 
 /// Turns every error into the one JSON error shape, so metrics and clients see the real status.
 struct ErrorMiddleware: RouterMiddleware {
@@ -10,6 +11,9 @@ struct ErrorMiddleware: RouterMiddleware {
     ) async throws -> Response {
         do {
             return try await next(request, context)
+        } catch let error as HTTPParserError {
+            // The connection is broken (a malformed or cut-off request): Hummingbird closes it.
+            throw error
         } catch {
             let apiError = APIError.from(error)
             if apiError.status == .internalServerError {
