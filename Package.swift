@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "PollwireSystemTests",
             dependencies: [
-                "PollwireSQLite",
+                "PollwireCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

@@ -1,0 +1,120 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Synchronization
+import Testing
+
+/// What the SIGTERM test's clients saw.
+final class Record: Sendable {
+    let acknowledged = Mutex<Set<String>>([])
+    let refused = Atomic<Int>(0)
+    let started = Mutex<ContinuousClock.Instant?>(nil)
+}
+
+@Suite(.serialized) struct LifecycleTests {
+    static let poll = """
+        {"title": "Lunch?", "questions": [{"id": "q1", "kind": "single", "prompt": "Where?",
+          "options": [{"id": "a", "label": "Pizza"}, {"id": "b", "label": "Sushi"}]}]}
+        """
+
+    /// SIGTERM with votes in flight: every answered vote is stored, the rest are refused
+    /// cleanly, and the process exits 0 within 10 s.
+    @Test func sigtermCommitsWhatIsInFlightAndExits() async throws {
+        let directory = temporaryDirectory("sigterm")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = try ServerProcess.runTool(["keys", "create", "--data-dir", directory.path])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try await ServerProcess.start(dataDir: directory)
+        let admin = server.client()
+        let pollID = try await admin.json(.post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(key)"])
+            .object()["id"] as! String
+        try await admin.shutdown()
+
+        let record = Record()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    let client = server.client()
+                    for n in 0..<100_000 {
+                        let voter = "\(worker)-\(n)"
+                        guard
+                            let response = try? await client.json(
+                                .post, "/v1/polls/\(pollID)/votes",
+                                #"{"voter": "\#(voter)", "answers": {"q1": ["a"]}}"#)
+                        else { break }
+                        if response.status == .created {
+                            _ = record.acknowledged.withLock { $0.insert("v:" + voter) }
+                        } else {
+                            #expect(response.status == .serviceUnavailable, "\(response.text)")
+                            record.refused.add(1, ordering: .relaxed)
+                        }
+                    }
+                    try? await client.shutdown()
+                }
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            record.started.withLock { $0 = .now }
+            server.terminate()
+            try await group.waitForAll()
+        }
+        let status = try await server.waitForExit(timeout: .seconds(10))
+        let elapsed = ContinuousClock.now - record.started.withLock { $0! }
+        #expect(status == 0, "exit status \(String(describing: status)) after \(elapsed)")
+        #expect(elapsed < .seconds(10))
+        let stored = try StoredState(dataDir: directory, pollID: pollID)
+        let votes = record.acknowledged.withLock { $0 }
+        #expect(votes.count > 0)
+        #expect(votes.isSubset(of: Set(stored.answers.keys)))
+        #expect(stored.tallies == stored.recount)
+    }
+
+    /// Flags beat POLLWIRE_* environment variables, which beat the file, which beats defaults.
+    @Test func configurationLayers() async throws {
+        let directory = temporaryDirectory("config")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("pollwire.json")
+        try Data(#"{"results": {"maxAge": 7}}"#.utf8).write(to: file)
+        let layers: [([String], [String: String], String)] = [
+            ([], [:], "public, max-age=1"),
+            (["--config-file", file.path], [:], "public, max-age=7"),
+            (["--config-file", file.path], ["POLLWIRE_RESULTS_MAX_AGE": "8"], "public, max-age=8"),
+            (["--config-file", file.path, "--results-max-age", "9"], ["POLLWIRE_RESULTS_MAX_AGE": "8"], "public, max-age=9"),
+        ]
+        let key = try ServerProcess.runTool(["keys", "create", "--data-dir", directory.path])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        var pollID: String?
+        for (arguments, environment, expected) in layers {
+            let server = try await ServerProcess.start(dataDir: directory, arguments: arguments, environment: environment)
+            let client = server.client()
+            if pollID == nil {
+                pollID = try await client.json(.post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(key)"])
+                    .object()["id"] as? String
+            }
+            let response = try await client.json(.get, "/v1/polls/\(pollID!)/results")
+            #expect(response.headers[.cacheControl] == expected, "\(arguments) \(environment)")
+            try await client.shutdown()
+            server.terminate()
+            #expect(try await server.waitForExit(timeout: .seconds(10)) == 0)
+        }
+    }
+
+    /// `keys create` prints a key that opens the management API; only its hash is stored.
+    @Test func keysCreatePrintsAWorkingKeyOnce() async throws {
+        let directory = temporaryDirectory("keys")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = try ServerProcess.runTool(["keys", "create", "--name", "ci", "--data-dir", directory.path])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(key.hasPrefix("pw_"))
+        let server = try await ServerProcess.start(dataDir: directory)
+        #expect(!server.output.text.contains("first admin key"), "a key exists: no first key is made")
+        let client = server.client()
+        #expect(try await client.json(.get, "/v1/polls", headers: [.authorization: "Bearer \(key)"]).status == .ok)
+        #expect(try await client.json(.get, "/v1/polls", headers: [.authorization: "Bearer pw_x"]).status == .unauthorized)
+        try await client.shutdown()
+        server.terminate()
+        _ = try await server.waitForExit(timeout: .seconds(10))
+        let database = try Data(contentsOf: directory.appendingPathComponent("pollwire.sqlite"))
+        #expect(database.range(of: Data(key.utf8)) == nil, "the key itself must not be stored")
+    }
+}
