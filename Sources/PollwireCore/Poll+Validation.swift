@@ -34,7 +34,8 @@ extension Poll {
                 throw ValidationError(field: "\(path).id", "duplicates question id '\(question.id)'")
             }
             if question.prompt.count > PollLimits.maxPromptLength {
-                throw ValidationError(field: "\(path).prompt", "must be at most \(PollLimits.maxPromptLength) characters")
+                throw ValidationError(
+                    field: "\(path).prompt", "must be at most \(PollLimits.maxPromptLength) characters")
             }
             try question.validateDefinition(path: path)
         }

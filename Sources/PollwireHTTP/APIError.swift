@@ -107,7 +107,9 @@ extension APIError {
             case .badRequest:
                 return APIError(.badRequest, .badRequest, error.body ?? "bad request")
             default:
-                return APIError(error.status, Code(error.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")), error.body ?? error.status.reasonPhrase)
+                return APIError(
+                    error.status, Code(error.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")),
+                    error.body ?? error.status.reasonPhrase)
             }
         default:
             return APIError(.internalServerError, .internalError, "internal error")

@@ -17,7 +17,9 @@ extension Response {
     }
 
     /// A JSON response encoded with the wire format's coder (management paths).
-    static func json(_ status: HTTPResponse.Status, encoding value: some Encodable, headers: HTTPFields = [:]) throws
+    static func json(
+        _ status: HTTPResponse.Status, encoding value: some Encodable, headers: HTTPFields = [:]
+    ) throws
         -> Response
     {
         Response.json(status, ByteBuffer(data: try PollwireJSON.encoder().encode(value)), headers: headers)

@@ -101,7 +101,8 @@ extension APIError {
     /// The same error with its field placed under `prefix` (for one ballot of a batch).
     func prefixingField(_ prefix: String) -> APIError {
         let field = self.field.map { "\(prefix).\($0)" } ?? prefix
-        let message = self.field != nil && self.message.hasPrefix("\(self.field!):")
+        let message =
+            self.field != nil && self.message.hasPrefix("\(self.field!):")
             ? "\(prefix)." + self.message : "\(prefix): " + self.message
         return APIError(self.status, self.code, message, field: field, retryAfter: self.retryAfter)
     }

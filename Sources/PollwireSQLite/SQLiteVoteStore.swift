@@ -101,7 +101,8 @@ public struct SQLiteVoteStore: VoteStore {
     ) throws -> VoteOutcome {
         if let key = vote.idempotencyKey {
             let earlier = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT answers, version FROM ballots WHERE poll_id = ? AND idempotency_key = ?"),
+                db.cachedStatement(
+                    sql: "SELECT answers, version FROM ballots WHERE poll_id = ? AND idempotency_key = ?"),
                 arguments: [vote.pollID, key])
             if let earlier {
                 let answers: String = earlier[0]

@@ -10,8 +10,10 @@ import Testing
     }
 
     func base(_ single: String, rate: Int, nps: Int, rank: [String]) -> [String: Answer] {
-        ["single": .options([single]), "multi": .options([single]), "rate": .number(rate), "nps": .number(nps),
-         "rank": .options(rank)]
+        [
+            "single": .options([single]), "multi": .options([single]), "rate": .number(rate), "nps": .number(nps),
+            "rank": .options(rank),
+        ]
     }
 
     @Test func choiceCountsRatingMeanAndNPS() throws {

@@ -27,7 +27,10 @@ import Testing
                     .contentTooLarge, "payload_too_large"
                 ),
                 (try await server.vote(poll, #"{"voter": "v"}"#), .unprocessableContent, "invalid_field"),
-                (try await server.vote(poll, #"{"voter": "v", "answers": {"q1": 3}}"#), .unprocessableContent, "invalid_field"),
+                (
+                    try await server.vote(poll, #"{"voter": "v", "answers": {"q1": 3}}"#), .unprocessableContent,
+                    "invalid_field"
+                ),
                 (try await server.vote("nope", #"{"voter": "v", "answers": {"q1": ["a"]}}"#), .notFound, "not_found"),
                 (try await server.request(.get, "/v1/polls"), .unauthorized, "unauthorized"),
                 (
@@ -61,7 +64,8 @@ import Testing
         settings.retryAfterSeconds = 2
         let gate = Gate()
         try await TestServer.run(
-            settings: settings, voteStore: { database in HeldVoteStore(base: SQLiteVoteStore(database: database), gate: gate) }
+            settings: settings,
+            voteStore: { database in HeldVoteStore(base: SQLiteVoteStore(database: database), gate: gate) }
         ) { server in
             let poll = try await server.createPoll()
             let port = try #require(server.client.port)

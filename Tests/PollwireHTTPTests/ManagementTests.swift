@@ -10,7 +10,8 @@ import Testing
         try await TestServer.run { server in
             let draft = try await server.request(
                 .post, "/v1/polls",
-                json: #"{"title": "Later", "status": "draft", "questions": [{"id": "q", "kind": "nps", "prompt": "?"}]}"#,
+                json:
+                    #"{"title": "Later", "status": "draft", "questions": [{"id": "q", "kind": "nps", "prompt": "?"}]}"#,
                 auth: true)
             #expect(draft.status == .created)
             let id = try draft.object()["id"] as! String
@@ -31,7 +32,8 @@ import Testing
             #expect(try await server.vote(id, #"{"voter": "v", "answers": {"q": 9}}"#).status == .created)
 
             let patched = try await server.request(
-                .patch, "/v1/polls/\(id)", json: #"{"title": "Renamed", "closesAt": "2099-01-01T00:00:00Z"}"#, auth: true)
+                .patch, "/v1/polls/\(id)", json: #"{"title": "Renamed", "closesAt": "2099-01-01T00:00:00Z"}"#,
+                auth: true)
             #expect(patched.status == .ok)
             #expect(try patched.object()["title"] as? String == "Renamed")
             #expect(try patched.object()["closesAt"] as? String == "2099-01-01T00:00:00.000Z")
@@ -57,7 +59,8 @@ import Testing
 
     @Test func visibilityRulesApplyToResults() async throws {
         try await TestServer.run { server in
-            let hidden = try await server.createPoll(TestServer.lunch(settings: #"{"visibility": "hidden_until_reveal"}"#))
+            let hidden = try await server.createPoll(
+                TestServer.lunch(settings: #"{"visibility": "hidden_until_reveal"}"#))
             _ = try await server.vote(hidden, #"{"voter": "v", "answers": {"q1": ["a"]}}"#)
             let before = try await server.request(.get, "/v1/polls/\(hidden)/results")
             #expect(try before.object()["hidden"] as? Bool == true)
@@ -94,7 +97,8 @@ import Testing
             var ballots: [String] = []
             for index in 0..<2500 {
                 ballots.append(
-                    #"{"poll": "\#(poll)", "voter": "v\#(index)", "answers": {"q1": ["a"], "why": "x, \"y\"\#(index)"}}"#)
+                    #"{"poll": "\#(poll)", "voter": "v\#(index)", "answers": {"q1": ["a"], "why": "x, \"y\"\#(index)"}}"#
+                )
             }
             for chunk in stride(from: 0, to: 2500, by: 1000) {
                 let body = "{\"ballots\": [\(ballots[chunk..<min(chunk + 1000, 2500)].joined(separator: ","))]}"
@@ -114,7 +118,8 @@ import Testing
             let last = try JSONSerialization.jsonObject(with: Data(rows[2499].utf8)) as? [String: Any]
             #expect(last?["voter"] as? String == "v:v2499")
             #expect((last?["answers"] as? [String: Any])?["why"] as? String == "x, \"y\"2499")
-            #expect(try await server.request(.get, "/v1/polls/\(poll)/export?format=xml", auth: true).status == .badRequest)
+            #expect(
+                try await server.request(.get, "/v1/polls/\(poll)/export?format=xml", auth: true).status == .badRequest)
         }
     }
 
@@ -129,8 +134,12 @@ import Testing
             let metrics = try await server.request(.get, "/metrics")
             #expect(metrics.status == .ok)
             let text = metrics.text
-            #expect(text.contains(#"pollwire_http_requests_total{route="/v1/polls/{id}/votes",method="POST",status="201"} 1"#))
-            #expect(text.contains(#"pollwire_http_requests_total{route="/v1/polls/{id}/votes",method="POST",status="409"} 1"#))
+            #expect(
+                text.contains(
+                    #"pollwire_http_requests_total{route="/v1/polls/{id}/votes",method="POST",status="201"} 1"#))
+            #expect(
+                text.contains(
+                    #"pollwire_http_requests_total{route="/v1/polls/{id}/votes",method="POST",status="409"} 1"#))
             #expect(text.contains(#"pollwire_votes_total{result="accepted"} 1"#))
             #expect(text.contains(#"pollwire_votes_total{result="conflict"} 1"#))
             #expect(text.contains("pollwire_ingest_batch_size_bucket"))

@@ -44,7 +44,8 @@ import Testing
         defer { store.remove() }
         let poll = lunchPoll(settings: PollSettings(allowChange: true))
         try await store.polls.insert(poll)
-        _ = try await store.votes.commit([try vote(poll, voter: "v:1", "a"), try vote(poll, voter: "v:2", "a")], at: Date())
+        _ = try await store.votes.commit(
+            [try vote(poll, voter: "v:1", "a"), try vote(poll, voter: "v:2", "a")], at: Date())
         let second = try await store.votes.commit([try vote(poll, voter: "v:1", "b")], at: Date())
         #expect(second.outcomes == [.changed(version: 2)])
         let tally = try store.storedTally(poll.id)
@@ -62,8 +63,11 @@ import Testing
         let poll = lunchPoll(settings: PollSettings(dedupe: .none))
         try await store.polls.insert(poll)
         let result = try await store.votes.commit(
-            [try vote(poll, voter: nil, "a"), try vote(poll, voter: nil, "a"), try vote(poll, voter: nil, "a", key: "x"),
-             try vote(poll, voter: nil, "a", key: "x")], at: Date())
+            [
+                try vote(poll, voter: nil, "a"), try vote(poll, voter: nil, "a"),
+                try vote(poll, voter: nil, "a", key: "x"),
+                try vote(poll, voter: nil, "a", key: "x"),
+            ], at: Date())
         #expect(
             result.outcomes == [
                 .accepted(version: 1, replayed: false), .accepted(version: 1, replayed: false),
@@ -82,7 +86,9 @@ import Testing
         book.put(poll)
         for round in 0..<3 {
             let result = try await store.votes.commit(
-                (0..<5).map { try! vote(poll, voter: "v:\(round)-\($0)", $0 % 2 == 0 ? "a" : "b", note: "n\(round)-\($0)") },
+                (0..<5).map {
+                    try! vote(poll, voter: "v:\(round)-\($0)", $0 % 2 == 0 ? "a" : "b", note: "n\(round)-\($0)")
+                },
                 at: Date())
             book.apply(result.changes)
         }

@@ -160,7 +160,12 @@ func waitUntil(_ condition: () -> Bool) async throws {
             var answered = 0
             for try await outcomes in tasks {
                 if let outcomes {
-                    #expect(outcomes == [.accepted(version: outcomes.first.map { if case .accepted(let v, _) = $0 { v } else { 0 } } ?? 0, replayed: false)])
+                    #expect(
+                        outcomes == [
+                            .accepted(
+                                version: outcomes.first.map { if case .accepted(let v, _) = $0 { v } else { 0 } } ?? 0,
+                                replayed: false)
+                        ])
                     answered += 1
                 }
             }

@@ -74,7 +74,9 @@ import Testing
         #expect(try await server.waitForExit(timeout: .seconds(10)) == 0)
 
         let acknowledged = ledger.acknowledged.withLock { $0 }
-        print("crash test: \(kills) SIGKILLs, \(acknowledged.count) acknowledged votes, \(ledger.retried.load(ordering: .relaxed)) retried after a crash")
+        print(
+            "crash test: \(kills) SIGKILLs, \(acknowledged.count) acknowledged votes, \(ledger.retried.load(ordering: .relaxed)) retried after a crash"
+        )
         let stored = try StoredState(dataDir: directory, pollID: pollID)
         #expect(kills == cycles)
         #expect(acknowledged.count > cycles * 20, "too few votes flowed to prove anything: \(acknowledged.count)")

@@ -26,7 +26,8 @@ final class Record: Sendable {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let server = try await ServerProcess.start(dataDir: directory)
         let admin = server.client()
-        let pollID = try await admin.json(.post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(key)"])
+        let pollID =
+            try await admin.json(.post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(key)"])
             .object()["id"] as! String
         try await admin.shutdown()
 
@@ -79,16 +80,21 @@ final class Record: Sendable {
             ([], [:], "public, max-age=1"),
             (["--config-file", file.path], [:], "public, max-age=7"),
             (["--config-file", file.path], ["POLLWIRE_RESULTS_MAX_AGE": "8"], "public, max-age=8"),
-            (["--config-file", file.path, "--results-max-age", "9"], ["POLLWIRE_RESULTS_MAX_AGE": "8"], "public, max-age=9"),
+            (
+                ["--config-file", file.path, "--results-max-age", "9"], ["POLLWIRE_RESULTS_MAX_AGE": "8"],
+                "public, max-age=9"
+            ),
         ]
         let key = try ServerProcess.runTool(["keys", "create", "--data-dir", directory.path])
             .trimmingCharacters(in: .whitespacesAndNewlines)
         var pollID: String?
         for (arguments, environment, expected) in layers {
-            let server = try await ServerProcess.start(dataDir: directory, arguments: arguments, environment: environment)
+            let server = try await ServerProcess.start(
+                dataDir: directory, arguments: arguments, environment: environment)
             let client = server.client()
             if pollID == nil {
-                pollID = try await client.json(.post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(key)"])
+                pollID =
+                    try await client.json(.post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(key)"])
                     .object()["id"] as? String
             }
             let response = try await client.json(.get, "/v1/polls/\(pollID!)/results")
@@ -110,7 +116,8 @@ final class Record: Sendable {
         #expect(!server.output.text.contains("first admin key"), "a key exists: no first key is made")
         let client = server.client()
         #expect(try await client.json(.get, "/v1/polls", headers: [.authorization: "Bearer \(key)"]).status == .ok)
-        #expect(try await client.json(.get, "/v1/polls", headers: [.authorization: "Bearer pw_x"]).status == .unauthorized)
+        #expect(
+            try await client.json(.get, "/v1/polls", headers: [.authorization: "Bearer pw_x"]).status == .unauthorized)
         try await client.shutdown()
         server.terminate()
         _ = try await server.waitForExit(timeout: .seconds(10))

@@ -34,7 +34,9 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts `pollwire serve` and waits until it prints the port it listens on.
-    static func start(dataDir: URL, arguments: [String] = [], environment: [String: String] = [:]) async throws
+    static func start(
+        dataDir: URL, arguments: [String] = [], environment: [String: String] = [:]
+    ) async throws
         -> ServerProcess
     {
         let process = Process()
@@ -42,7 +44,8 @@ final class ServerProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         environment["POLLWIRE_LOG_LEVEL"] = environment["POLLWIRE_LOG_LEVEL"] ?? "warning"
         process.environment = environment
-        process.arguments = ["serve", "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
+        process.arguments =
+            ["serve", "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
             + (arguments.contains("--http-port") ? [] : ["--http-port", "0"])
         let collector = OutputCollector()
         let pipe = Pipe()
@@ -117,7 +120,9 @@ extension TestClient {
         var fields = headers
         if body != nil { fields[.contentType] = "application/json" }
         return try await self.execute(
-            .init(uri, method: method, authority: "127.0.0.1", headers: fields, body: body.map { ByteBuffer(string: $0) }))
+            .init(
+                uri, method: method, authority: "127.0.0.1", headers: fields, body: body.map { ByteBuffer(string: $0) })
+        )
     }
 }
 
