@@ -18,6 +18,16 @@ struct TestStore {
             path: self.directory.appendingPathComponent("pollwire.sqlite").path, synchronous: synchronous)
     }
 
+    /// A fresh store holding one open poll, and a TallyBook loaded from it.
+    static func withPoll() async throws -> (TestStore, Poll, TallyBook) {
+        let store = try TestStore()
+        let poll = lunchPoll()
+        try await store.polls.insert(poll)
+        let book = TallyBook()
+        book.load(try await store.polls.loadPolls(latestTextLimit: 10))
+        return (store, poll, book)
+    }
+
     func remove() {
         try? FileManager.default.removeItem(at: self.directory)
     }

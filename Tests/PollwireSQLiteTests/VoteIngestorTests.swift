@@ -106,12 +106,8 @@ func waitUntil(_ condition: () -> Bool) async throws {
     }
 
     @Test func aFullQueueShedsLoadAtOnce() async throws {
-        let store = try TestStore()
+        let (store, poll, book) = try await TestStore.withPoll()
         defer { store.remove() }
-        let poll = lunchPoll()
-        try await store.polls.insert(poll)
-        let book = TallyBook()
-        book.load(try await store.polls.loadPolls(latestTextLimit: 10))
         let gated = GatedVoteStore(base: store.votes)
         let ingestor = VoteIngestor(store: gated, book: book, configuration: .init(maxBatch: 1, queueCapacity: 3))
         try await withRunningIngestor(ingestor) { _ in
@@ -134,12 +130,8 @@ func waitUntil(_ condition: () -> Bool) async throws {
     }
 
     @Test func gracefulShutdownCommitsWhatIsQueuedAndRefusesNewVotes() async throws {
-        let store = try TestStore()
+        let (store, poll, book) = try await TestStore.withPoll()
         defer { store.remove() }
-        let poll = lunchPoll()
-        try await store.polls.insert(poll)
-        let book = TallyBook()
-        book.load(try await store.polls.loadPolls(latestTextLimit: 10))
         let gated = GatedVoteStore(base: store.votes)
         let ingestor = VoteIngestor(store: gated, book: book, configuration: .init(maxBatch: 2))
         let group = ServiceGroup(services: [ingestor], logger: Logger(label: "test"))
