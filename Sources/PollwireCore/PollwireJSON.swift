@@ -27,4 +27,8 @@ public enum PollwireJSON {
     }
 
     static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// One decoder for every request: `JSONDecoder` is Sendable and its options never change
+    /// after this, so sharing it saves building one (and its date closure) per vote.
+    public static let shared = PollwireJSON.decoder()
 }

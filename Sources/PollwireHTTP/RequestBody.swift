@@ -28,7 +28,7 @@ extension Request {
             throw APIError(.contentTooLarge, .payloadTooLarge, "the request body is larger than \(limit) bytes")
         }
         do {
-            return try PollwireJSON.decoder().decode(Value.self, from: Data(buffer.readableBytesView))
+            return try PollwireJSON.shared.decode(Value.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
             throw APIError.decoding(error)
         } catch let error as ValidationError {
