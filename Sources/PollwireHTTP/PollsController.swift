@@ -8,6 +8,7 @@ import PollwireEngine
 struct PollsController {
     let store: any PollStore
     let book: TallyBook
+    let hub: Hub
     let settings: PollwireSettings
     let now: @Sendable () -> Date
 
@@ -126,6 +127,8 @@ struct PollsController {
     func save(_ poll: Poll) async throws -> Response {
         guard try await self.store.update(poll) else { throw APIError.notFound("poll") }
         self.book.put(poll)
+        // Visibility may have changed (reveal, close, settings): live viewers get the new view.
+        self.hub.touch(poll.id)
         let state = self.book.state(of: poll.id)
         return try Response.json(
             .ok, encoding: PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: self.now()))

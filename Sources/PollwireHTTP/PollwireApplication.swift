@@ -23,6 +23,7 @@ public enum PollwireApplication {
     public struct Parts: Sendable {
         public let book: TallyBook
         public let ingestor: VoteIngestor
+        public let hub: Hub
         public let registry: PrometheusCollectorRegistry
     }
 
@@ -44,9 +45,10 @@ public enum PollwireApplication {
         factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 
         let book = TallyBook(latestTextLimit: settings.latestTextLimit)
+        let hub = Hub(book: book, configuration: settings.live, now: now, metricsFactory: factory)
         let ingestor = VoteIngestor(
             store: voteStore, book: book, configuration: settings.ingest, now: now,
-            logger: Logger(label: "pollwire.ingest"), metricsFactory: factory)
+            logger: Logger(label: "pollwire.ingest"), metricsFactory: factory, onCommit: { hub.changed($0) })
         let signer = Signer(secret: try await pollStore.secret(named: "signing", orMake: Signer.makeSecret))
         let intake = VoteIntake(book: book, signer: signer, now: now)
 
@@ -55,7 +57,9 @@ public enum PollwireApplication {
         router.add(middleware: ErrorMiddleware())
         OperationsController(book: book, ingestor: ingestor, registry: registry).addRoutes(to: router)
 
-        let polls = PollsController(store: pollStore, book: book, settings: settings, now: now)
+        let polls = PollsController(store: pollStore, book: book, hub: hub, settings: settings, now: now)
+        let live = LiveController(
+            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "sse", factory: factory))
         let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings)
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, book: book)
@@ -64,6 +68,7 @@ public enum PollwireApplication {
         votes.addPublicRoutes(to: api)
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
+        live.addRoutes(to: api)
         let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)
@@ -77,9 +82,9 @@ public enum PollwireApplication {
                     additionalChannelHandlers: [RequestReadDeadlineHandler(timeout: readTimeout)],
                     idleTimeout: .nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1))))),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
-            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger)],
+            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub],
             onServerRunning: onServerRunning,
             logger: logger)
-        return (app, Parts(book: book, ingestor: ingestor, registry: registry))
+        return (app, Parts(book: book, ingestor: ingestor, hub: hub, registry: registry))
     }
 }

@@ -26,6 +26,8 @@ public struct PollwireSettings: Sendable {
     public var latestTextLimit: Int = 10
     /// Group commit tuning.
     public var ingest = VoteIngestor.Configuration()
+    /// Live fan-out tuning.
+    public var live = Hub.Configuration()
 
     public init() {}
 }

@@ -1,0 +1,30 @@
+public import NIOCore
+
+/// One results update as every live transport sends it, built once per poll, version and
+/// variant per publish tick, and shared by every subscriber (no per-subscriber encode or copy).
+public struct LiveFrame: Sendable {
+    public let pollID: String
+    public let version: Int64
+    /// True for the redacted variant (only the number of ballots).
+    public let hidden: Bool
+    /// The snapshot JSON: the same bytes as `GET /results`, and a WebSocket message.
+    public let json: ByteBuffer
+    /// The same JSON as one Server-Sent Event: `id: <version>`, `event: results`, `data: ...`.
+    public let event: ByteBuffer
+    /// When the commit that made this version was applied, for commit -> write latency.
+    public let committedAt: ContinuousClock.Instant
+
+    public init(snapshot: Snapshot, committedAt: ContinuousClock.Instant) {
+        self.pollID = snapshot.pollID
+        self.version = snapshot.version
+        self.hidden = snapshot.hidden
+        self.json = snapshot.body
+        var event = ByteBuffer()
+        event.reserveCapacity(snapshot.body.readableBytes + 48)
+        event.writeString("id: \(snapshot.version)\nevent: results\ndata: ")
+        event.writeImmutableBuffer(snapshot.body)
+        event.writeString("\n\n")
+        self.event = event
+        self.committedAt = committedAt
+    }
+}

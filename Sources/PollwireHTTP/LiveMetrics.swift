@@ -1,0 +1,23 @@
+import Metrics
+import Synchronization
+
+/// Metrics of one live transport: `pollwire_live_*{transport}`.
+final class LiveMetrics: Sendable {
+    let subscribers: Gauge
+    let deliveries: Counter
+    let skipped: Counter
+    let commitToWrite: Metrics.Timer
+    private let count = Atomic<Int>(0)
+
+    init(transport: String, factory: any MetricsFactory) {
+        let dimensions = [("transport", transport)]
+        self.subscribers = Gauge(label: "pollwire_live_subscribers", dimensions: dimensions, factory: factory)
+        self.deliveries = Counter(label: "pollwire_live_deliveries_total", dimensions: dimensions, factory: factory)
+        self.skipped = Counter(label: "pollwire_live_skipped_total", dimensions: dimensions, factory: factory)
+        self.commitToWrite = Metrics.Timer(
+            label: "pollwire_live_commit_to_write_seconds", dimensions: dimensions, factory: factory)
+    }
+
+    func connected() { self.subscribers.record(self.count.add(1, ordering: .relaxed).newValue) }
+    func disconnected() { self.subscribers.record(self.count.subtract(1, ordering: .relaxed).newValue) }
+}
