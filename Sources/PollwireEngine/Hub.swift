@@ -168,7 +168,7 @@ public final class Hub: Service, Sendable {
                 var full: LiveFrame?
                 var hidden: LiveFrame?
                 for subscriber in subscribers {
-                    let showsAll = poll.showsResults(at: now, hasVoted: subscriber.hasVoted)
+                    let showsAll = poll.showsResults(at: now, hasVoted: subscriber.hasVoted(pollID))
                     let frame: LiveFrame?
                     if showsAll {
                         if full == nil {

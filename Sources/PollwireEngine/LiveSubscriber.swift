@@ -10,6 +10,6 @@ public protocol LiveSubscriber: AnyObject, Sendable {
     var writingSince: ContinuousClock.Instant? { get }
     /// Closes the subscriber's connection with a reason (the Hub calls it for stuck viewers).
     func close(reason: String)
-    /// Whether the viewer proved it voted (shown full results of an `after_vote` poll).
-    var hasVoted: Bool { get }
+    /// Whether the viewer proved it voted in `pollID` (shown full results of an `after_vote` poll).
+    func hasVoted(_ pollID: String) -> Bool
 }

@@ -3,8 +3,9 @@ import NIOCore
 import PollwireEngine
 import Synchronization
 
-/// One live viewer's slot between the Hub and its connection: holds at most ONE pending item,
-/// so a viewer that cannot keep up skips versions (the latest wins) and never builds a backlog.
+/// One live viewer's slot between the Hub and its connection: holds at most ONE pending
+/// frame per poll, so a viewer that cannot keep up skips versions (the latest wins) and never
+/// builds a backlog. Used by SSE (one poll) and WebSocket (up to `maxPolls`).
 ///
 /// The Hub offers without blocking; the connection's write loop takes items with `next()`.
 final class LiveConnection: LiveSubscriber {
@@ -14,21 +15,24 @@ final class LiveConnection: LiveSubscriber {
     }
 
     struct State {
-        var pending: Item?
+        /// The newest unwritten frame of each poll.
+        var pending: [String: LiveFrame] = [:]
+        var pendingPing = false
         var waiter: CheckedContinuation<Item?, Never>?
         var closed = false
+        var closeReason: String?
         var writingSince: ContinuousClock.Instant?
-        /// The (version, hidden) last written, so the same update is never sent twice.
-        var lastSent: (Int64, Bool)?
+        /// The (version, hidden) last written per poll, so the same update is never sent twice.
+        var lastSent: [String: (Int64, Bool)] = [:]
+        /// Polls for which the viewer showed a valid receipt.
+        var receipts: Set<String> = []
     }
 
     private let state = Mutex(State())
-    let hasVoted: Bool
     private let channel: any Channel
     let metrics: LiveMetrics
 
-    init(hasVoted: Bool, channel: any Channel, metrics: LiveMetrics) {
-        self.hasVoted = hasVoted
+    init(channel: any Channel, metrics: LiveMetrics) {
         self.channel = channel
         self.metrics = metrics
     }
@@ -38,14 +42,14 @@ final class LiveConnection: LiveSubscriber {
     func offer(_ frame: LiveFrame) {
         let waiter: CheckedContinuation<Item?, Never>? = self.state.withLock { state in
             guard !state.closed else { return nil }
-            if let (version, hidden) = state.lastSent, version == frame.version, hidden == frame.hidden { return nil }
-            if case .frame = state.pending { self.metrics.skipped.increment() }
+            if let (version, hidden) = state.lastSent[frame.pollID], version == frame.version, hidden == frame.hidden {
+                return nil
+            }
             guard let waiter = state.waiter else {
-                state.pending = .frame(frame)
+                if state.pending.updateValue(frame, forKey: frame.pollID) != nil { self.metrics.skipped.increment() }
                 return nil
             }
             state.waiter = nil
-            state.pending = nil
             return waiter
         }
         waiter?.resume(returning: .frame(frame))
@@ -53,9 +57,9 @@ final class LiveConnection: LiveSubscriber {
 
     func ping() {
         let waiter: CheckedContinuation<Item?, Never>? = self.state.withLock { state in
-            guard !state.closed, state.pending == nil else { return nil }
+            guard !state.closed, state.pending.isEmpty else { return nil }
             guard let waiter = state.waiter else {
-                state.pending = .ping
+                state.pendingPing = true
                 return nil
             }
             state.waiter = nil
@@ -67,32 +71,63 @@ final class LiveConnection: LiveSubscriber {
     var writingSince: ContinuousClock.Instant? { self.state.withLock { $0.writingSince } }
 
     func close(reason: String) {
-        let waiter: CheckedContinuation<Item?, Never>? = self.state.withLock { state in
+        let (waiter, writing): (CheckedContinuation<Item?, Never>?, Bool) = self.state.withLock { state in
             state.closed = true
-            state.pending = nil
+            state.closeReason = state.closeReason ?? reason
+            state.pending.removeAll()
             defer { state.waiter = nil }
-            return state.waiter
+            return (state.waiter, state.writingSince != nil)
         }
         waiter?.resume(returning: nil)
         // A write stuck on a viewer that does not read only ends when the socket does.
-        if self.writingSince != nil { self.channel.close(promise: nil) }
+        if writing { self.channel.close(promise: nil) }
     }
 
+    func hasVoted(_ pollID: String) -> Bool { self.state.withLock { $0.receipts.contains(pollID) } }
+
     // MARK: Connection side
+
+    var closeReason: String? { self.state.withLock { $0.closeReason } }
+
+    /// Records a valid receipt for `pollID`, or forgets the poll's state when it is left.
+    func setReceipt(_ valid: Bool, for pollID: String) {
+        self.state.withLock { state in
+            if valid { state.receipts.insert(pollID) } else { state.receipts.remove(pollID) }
+        }
+    }
+
+    func forget(_ pollID: String) {
+        self.state.withLock { state in
+            state.pending.removeValue(forKey: pollID)
+            state.lastSent.removeValue(forKey: pollID)
+            state.receipts.remove(pollID)
+        }
+    }
 
     /// The next item to write; nil once closed.
     func next() async -> Item? {
         await withCheckedContinuation { (continuation: CheckedContinuation<Item?, Never>) in
             let ready: Item?? = self.state.withLock { state in
                 if state.closed { return .some(nil) }
-                if let pending = state.pending {
-                    state.pending = nil
-                    return .some(pending)
+                if let pollID = state.pending.keys.first, let frame = state.pending.removeValue(forKey: pollID) {
+                    return .some(.frame(frame))
+                }
+                if state.pendingPing {
+                    state.pendingPing = false
+                    return .some(.ping)
                 }
                 state.waiter = continuation
                 return .none
             }
             if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// Whether `frame` is news to this viewer.
+    func isNew(_ frame: LiveFrame) -> Bool {
+        self.state.withLock { state in
+            guard let (version, hidden) = state.lastSent[frame.pollID] else { return true }
+            return version != frame.version || hidden != frame.hidden
         }
     }
 
@@ -103,18 +138,10 @@ final class LiveConnection: LiveSubscriber {
         defer { self.state.withLock { $0.writingSince = nil } }
         try await write()
         if let frame {
-            self.state.withLock { $0.lastSent = (frame.version, frame.hidden) }
+            self.state.withLock { $0.lastSent[frame.pollID] = (frame.version, frame.hidden) }
             self.metrics.deliveries.increment()
             self.metrics.commitToWrite.recordNanoseconds(
                 Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
-        }
-    }
-
-    /// Whether `frame` is news to this viewer.
-    func isNew(_ frame: LiveFrame) -> Bool {
-        self.state.withLock { state in
-            guard let (version, hidden) = state.lastSent else { return true }
-            return version != frame.version || hidden != frame.hidden
         }
     }
 }

@@ -32,7 +32,8 @@ struct LiveController {
         let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
         let hasVoted = receipt.map { self.signer.isValidReceipt($0, pollID: id) } ?? false
         let lastEventID = request.headers[.lastEventID].flatMap { Int64($0) }
-        let connection = LiveConnection(hasVoted: hasVoted, channel: context.channel, metrics: self.metrics)
+        let connection = LiveConnection(channel: context.channel, metrics: self.metrics)
+        connection.setReceipt(hasVoted, for: id)
         let hub = self.hub
         let metrics = self.metrics
 

@@ -67,6 +67,11 @@ extension PollwireSettings {
             maxBatch: reader.int(forKey: "ingest.maxBatch", default: self.ingest.maxBatch),
             maxDelay: .microseconds(Int64(reader.double(forKey: "ingest.maxDelayMs", default: 0) * 1000)),
             queueCapacity: reader.int(forKey: "ingest.queueCapacity", default: self.ingest.queueCapacity))
+        self.live = Hub.Configuration(
+            publishInterval: .microseconds(Int64(reader.double(forKey: "live.publishIntervalMs", default: 50) * 1000)),
+            heartbeatInterval: .milliseconds(Int64(reader.double(forKey: "live.heartbeatSeconds", default: 15) * 1000)),
+            stuckDeadline: .milliseconds(Int64(reader.double(forKey: "live.stuckSeconds", default: 10) * 1000)),
+            shards: reader.int(forKey: "live.shards", default: 16))
     }
 }
 
