@@ -1,10 +1,13 @@
 import ArgumentParser
+import Configuration
 import Foundation
 import Hummingbird
 import Logging
+import PollwireEngine
 import PollwireHTTP
 import PollwireSQLite
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// `pollwire serve`: the server on the embedded SQLite store.
@@ -14,30 +17,56 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
-        let reader = try await makeConfigReader(self.options)
-        let logger = makeLogger(reader, label: "pollwire")
-        let store = try StoreSettings(reader: reader)
-        let settings = PollwireSettings(reader: reader)
-        let database = try store.open()
-        let pollStore = SQLitePollStore(database: database)
+        try await runServer(reader: try await makeConfigReader(self.options))
+    }
+}
 
-        if try await pollStore.apiKeyCount() == 0 {
-            let key = APIKeys.generate()
-            try await pollStore.insertAPIKey(hash: APIKeys.hash(key), name: "first admin key", createdAt: Date())
-            say("Created the first admin API key (shown once, store it now):\n  \(key)")
+/// Opens the store, makes the first API key if there is none, and runs the server until
+/// SIGTERM or SIGINT. `extra` adds services that start after the server's own (the demo's voters).
+func runServer(
+    reader: ConfigReader,
+    extra: @escaping @Sendable (PollwireApplication.Parts, any PollStore, BoundPort) -> [any Service] = { _, _, _ in []
+    }
+) async throws {
+    let logger = makeLogger(reader, label: "pollwire")
+    let store = try StoreSettings(reader: reader)
+    let settings = PollwireSettings(reader: reader)
+    let database = try store.open()
+    let pollStore = SQLitePollStore(database: database)
+    let bound = BoundPort()
+
+    if try await pollStore.apiKeyCount() == 0 {
+        let key = APIKeys.generate()
+        try await pollStore.insertAPIKey(hash: APIKeys.hash(key), name: "first admin key", createdAt: Date())
+        say("Created the first admin API key (shown once, store it now):\n  \(key)")
+    }
+
+    let (app, parts) = try await PollwireApplication.make(
+        settings: settings, pollStore: pollStore, voteStore: SQLiteVoteStore(database: database),
+        logger: logger,
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port ?? settings.port
+            bound.set(port)
+            say("Pollwire listening on http://\(settings.host):\(port) (data: \(store.databasePath))")
+        })
+    var group = ServiceGroupConfiguration(
+        services: [app] + extra(parts, pollStore, bound), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    // SIGTERM: stop accepting, commit and answer what is in flight; past 9 s, cancel.
+    group.maximumGracefulShutdownDuration = .seconds(9)
+    try await ServiceGroup(configuration: group).run()
+}
+
+/// The port the server bound (known once it runs; `http.port` may be 0).
+final class BoundPort: Sendable {
+    private let port = Mutex<Int?>(nil)
+
+    func set(_ port: Int) { self.port.withLock { $0 = port } }
+
+    /// Waits until the server is listening.
+    func wait() async throws -> Int {
+        while true {
+            if let port = self.port.withLock({ $0 }) { return port }
+            try await Task.sleep(for: .milliseconds(20))
         }
-
-        let (app, _) = try await PollwireApplication.make(
-            settings: settings, pollStore: pollStore, voteStore: SQLiteVoteStore(database: database),
-            logger: logger,
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? settings.port
-                say("Pollwire listening on http://\(settings.host):\(port) (data: \(store.databasePath))")
-            })
-        var group = ServiceGroupConfiguration(
-            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        // SIGTERM: stop accepting, commit and answer what is in flight; past 9 s, cancel.
-        group.maximumGracefulShutdownDuration = .seconds(9)
-        try await ServiceGroup(configuration: group).run()
     }
 }

@@ -124,4 +124,23 @@ final class Record: Sendable {
         let database = try Data(contentsOf: directory.appendingPathComponent("pollwire.sqlite"))
         #expect(database.range(of: Data(key.utf8)) == nil, "the key itself must not be stored")
     }
+
+    /// `pollwire demo` makes its poll and votes on it: results move without anyone voting.
+    @Test func demoVotesByItself() async throws {
+        let directory = temporaryDirectory("demo")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = try await ServerProcess.start(dataDir: directory, command: "demo", arguments: ["--rate", "200"])
+        let client = server.client()
+        var totals: [Int] = []
+        for _ in 0..<50 where (totals.last ?? 0) < 20 {
+            let response = try await client.json(.get, "/v1/polls/demo/results")
+            if response.status == .ok { totals.append(try response.object()["total"] as? Int ?? 0) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect((totals.last ?? 0) >= 20, "totals seen: \(totals)")
+        #expect(server.output.text.contains("/v1/polls/demo/live"))
+        try await client.shutdown()
+        server.terminate()
+        #expect(try await server.waitForExit(timeout: .seconds(10)) == 0)
+    }
 }

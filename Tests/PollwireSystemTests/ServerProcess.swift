@@ -35,7 +35,7 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Starts `pollwire serve` and waits until it prints the port it listens on.
     static func start(
-        dataDir: URL, arguments: [String] = [], environment: [String: String] = [:]
+        dataDir: URL, command: String = "serve", arguments: [String] = [], environment: [String: String] = [:]
     ) async throws
         -> ServerProcess
     {
@@ -45,7 +45,7 @@ final class ServerProcess: @unchecked Sendable {
         environment["POLLWIRE_LOG_LEVEL"] = environment["POLLWIRE_LOG_LEVEL"] ?? "warning"
         process.environment = environment
         process.arguments =
-            ["serve", "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
+            [command, "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
             + (arguments.contains("--http-port") ? [] : ["--http-port", "0"])
         let collector = OutputCollector()
         let pipe = Pipe()
