@@ -1,0 +1,246 @@
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+
+/// Which live transport a viewer uses.
+enum Transport: String, Sendable, CaseIterable {
+    case ws
+    case sse
+}
+
+/// Counters and the latency histogram of the viewers on ONE event loop: touched only on that
+/// loop's thread, merged at the end.
+final class LoopStats: @unchecked Sendable {
+    var ready = 0
+    var frames = 0
+    var closed = 0
+    /// Vote acknowledged -> viewer received a version that includes it, nanoseconds.
+    var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
+/// The stats of every event loop of a group, found by the loop a channel runs on.
+final class ViewerStats: Sendable {
+    private let byLoop: [ObjectIdentifier: LoopStats]
+
+    init(group: MultiThreadedEventLoopGroup) {
+        var byLoop: [ObjectIdentifier: LoopStats] = [:]
+        for loop in group.makeIterator() { byLoop[ObjectIdentifier(loop)] = LoopStats() }
+        self.byLoop = byLoop
+    }
+
+    func on(_ loop: any EventLoop) -> LoopStats { self.byLoop[ObjectIdentifier(loop)]! }
+
+    /// Totals, read on each loop's own thread.
+    func totals(
+        group: MultiThreadedEventLoopGroup
+    ) async throws -> (ready: Int, frames: Int, closed: Int, latency: Histogram<UInt64>) {
+        var ready = 0
+        var frames = 0
+        var closed = 0
+        var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        for loop in group.makeIterator() {
+            let stats = self.on(loop)
+            let (r, f, c, h) = try await loop.submit { (stats.ready, stats.frames, stats.closed, stats.latency) }.get()
+            ready += r
+            frames += f
+            closed += c
+            latency.add(h)
+        }
+        return (ready, frames, closed, latency)
+    }
+
+    func resetLatency(group: MultiThreadedEventLoopGroup) async throws {
+        for loop in group.makeIterator() {
+            let stats = self.on(loop)
+            try await loop.submit {
+                stats.latency.reset()
+                stats.frames = 0
+            }.get()
+        }
+    }
+}
+
+/// One live viewer on a raw socket: a WebSocket (`GET /v1/live`, subscribe message) or an SSE
+/// stream (`GET /v1/polls/{id}/live`). Parses only what it needs: each update's version.
+final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let transport: Transport
+    let pollID: String
+    let ackTimes: AckTimes
+    let stats: ViewerStats
+    private var handshaken = false
+    private var buffer = ByteBuffer()
+    private var lastVersion = -1
+
+    init(transport: Transport, pollID: String, ackTimes: AckTimes, stats: ViewerStats) {
+        self.transport = transport
+        self.pollID = pollID
+        self.ackTimes = ackTimes
+        self.stats = stats
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let request: String
+        switch self.transport {
+        case .ws:
+            request =
+                "GET /v1/live HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        case .sse:
+            request = "GET /v1/polls/\(self.pollID)/live HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        }
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: request)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.stats.on(context.eventLoop).closed += 1
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = self.unwrapInboundIn(data)
+        self.buffer.writeBuffer(&incoming)
+        if !self.handshaken {
+            guard let end = self.buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
+            let headLength = end.upperBound - self.buffer.readableBytesView.startIndex
+            let head = self.buffer.readString(length: headLength) ?? ""
+            guard head.hasPrefix("HTTP/1.1 101") || head.hasPrefix("HTTP/1.1 200") else {
+                context.close(promise: nil)
+                return
+            }
+            self.handshaken = true
+            if self.transport == .ws {
+                self.send(
+                    opcode: 0x1, payload: "{\"type\":\"subscribe\",\"polls\":[\"\(self.pollID)\"]}", context: context)
+            }
+        }
+        switch self.transport {
+        case .ws: self.readFrames(context: context)
+        case .sse: self.readEvents(context: context)
+        }
+        self.buffer.discardReadBytes()
+    }
+
+    /// WebSocket frames from the server (never masked).
+    private func readFrames(context: ChannelHandlerContext) {
+        while self.buffer.readableBytes >= 2 {
+            let start = self.buffer.readerIndex
+            let first = self.buffer.getInteger(at: start, as: UInt8.self)!
+            let second = self.buffer.getInteger(at: start + 1, as: UInt8.self)!
+            var length = Int(second & 0x7F)
+            var header = 2
+            if length == 126 {
+                guard self.buffer.readableBytes >= 4 else { return }
+                length = Int(self.buffer.getInteger(at: start + 2, as: UInt16.self)!)
+                header = 4
+            } else if length == 127 {
+                guard self.buffer.readableBytes >= 10 else { return }
+                length = Int(self.buffer.getInteger(at: start + 2, as: UInt64.self)!)
+                header = 10
+            }
+            guard self.buffer.readableBytes >= header + length else { return }
+            self.buffer.moveReaderIndex(forwardBy: header)
+            let payload = self.buffer.readSlice(length: length)!
+            switch first & 0x0F {
+            case 0x1: self.received(payload, context: context)
+            case 0x9: self.send(opcode: 0xA, payload: String(buffer: payload), context: context)
+            case 0x8: context.close(promise: nil)
+            default: break
+            }
+        }
+    }
+
+    /// SSE: each `id: <version>` line that starts an event.
+    private func readEvents(context: ChannelHandlerContext) {
+        let marker = Array("id: ".utf8)
+        while let range = self.buffer.readableBytesView.firstRange(of: marker) {
+            let digitsStart = range.upperBound
+            guard let newline = self.buffer.readableBytesView[digitsStart...].firstIndex(of: UInt8(ascii: "\n"))
+            else { return }
+            var version = 0
+            for byte in self.buffer.readableBytesView[digitsStart..<newline] { version = version * 10 + Int(byte - 48) }
+            self.buffer.moveReaderIndex(to: newline + 1)
+            self.seen(version: version, context: context)
+        }
+        // Keep at most a partial marker's worth of what was scanned.
+        if self.buffer.readableBytes > 8 { self.buffer.moveReaderIndex(forwardBy: self.buffer.readableBytes - 8) }
+    }
+
+    private func received(_ payload: ByteBuffer, context: ChannelHandlerContext) {
+        let key = Array("\"version\":".utf8)
+        guard let range = payload.readableBytesView.firstRange(of: key) else { return }
+        var version = 0
+        for byte in payload.readableBytesView[range.upperBound...] {
+            guard byte >= 48, byte <= 57 else { break }
+            version = version * 10 + Int(byte - 48)
+        }
+        self.seen(version: version, context: context)
+    }
+
+    private func seen(version: Int, context: ChannelHandlerContext) {
+        let stats = self.stats.on(context.eventLoop)
+        if self.lastVersion < 0 {
+            stats.ready += 1
+            self.lastVersion = version
+            return
+        }
+        guard version > self.lastVersion else { return }
+        stats.frames += 1
+        if let acknowledged = self.ackTimes.earliest(in: (self.lastVersion + 1)...version) {
+            let now = monotonicNanos()
+            _ = stats.latency.record(now > acknowledged ? now - acknowledged : 0)
+        }
+        self.lastVersion = version
+    }
+
+    /// A masked client frame (mask key zero: the payload goes as is).
+    private func send(opcode: UInt8, payload: String, context: ChannelHandlerContext) {
+        let bytes = Array(payload.utf8)
+        var frame = context.channel.allocator.buffer(capacity: bytes.count + 8)
+        frame.writeInteger(0x80 | opcode)
+        if bytes.count < 126 {
+            frame.writeInteger(UInt8(0x80 | bytes.count))
+        } else {
+            frame.writeInteger(UInt8(0x80 | 126))
+            frame.writeInteger(UInt16(bytes.count))
+        }
+        frame.writeInteger(UInt32(0))
+        frame.writeBytes(bytes)
+        context.writeAndFlush(NIOAny(frame), promise: nil)
+    }
+}
+
+/// Opens `count` viewers, spread over the loopback source addresses `sources`.
+func connectViewers(
+    count: Int, transport: Transport, host: String, port: Int, pollID: String, sources: [String],
+    group: MultiThreadedEventLoopGroup, ackTimes: AckTimes, stats: ViewerStats
+) async throws -> [any Channel] {
+    var channels: [any Channel] = []
+    channels.reserveCapacity(count)
+    var failures = 0
+    for index in 0..<count {
+        let source = sources[index % sources.count]
+        let bootstrap = ClientBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        LiveViewerHandler(transport: transport, pollID: pollID, ackTimes: ackTimes, stats: stats))
+                }
+            }
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
+        do {
+            channels.append(try await bootstrap.connect(host: host, port: port).get())
+        } catch {
+            failures += 1
+            if failures > count / 100 + 10 { throw error }
+        }
+        if index % 1000 == 999 { print("  connected \(index + 1) viewers", terminator: "\r") }
+    }
+    print("")
+    return channels
+}

@@ -1,0 +1,210 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// `pollwire-bench`: load generator for Pollwire's live results.
+///
+/// - `idle`: opens N live viewers and reports the server's resident memory per viewer.
+/// - `fanout`: N live viewers while votes flow at a fixed rate (open loop); reports deliveries
+///   per second, server CPU per 1000 deliveries, and vote acknowledged -> viewer received latency.
+@main
+struct PollwireBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pollwire-bench", abstract: "Load generator for Pollwire's live results.",
+        subcommands: [Idle.self, Fanout.self])
+}
+
+struct Target: ParsableArguments {
+    @Option(help: "Server host (loopback only).") var host = "127.0.0.1"
+    @Option(help: "Server port.") var port: Int
+    @Option(help: "Server process id, to read its memory and CPU from /proc.") var serverPid: Int32?
+    @Option(help: "API key, to create the benchmark poll and send batch votes.") var key: String
+    @Option(help: "Live transport: ws or sse.") var transport: Transport = .ws
+    @Option(help: "Number of live viewers.") var viewers = 1000
+    @Option(help: "Loopback source addresses to spread viewers over (127.0.0.1 ... 127.0.0.N).") var sources = 4
+    @Option(help: "Client event loop threads.") var threads = 1
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+
+    var sourceAddresses: [String] { (1...max(1, min(self.sources, 250))).map { "127.0.0.\($0)" } }
+}
+
+extension Transport: ExpressibleByArgument {}
+
+/// Creates an open poll with one single-choice question and no dedupe; returns its id.
+func createPoll(_ connection: HTTPConnection, key: String) async throws -> String {
+    let body =
+        #"{"title":"bench","questions":[{"id":"q1","kind":"single","prompt":"?","options":[{"id":"a","label":"A"},{"id":"b","label":"B"}]}],"settings":{"dedupe":"none"}}"#
+    let response = try await connection.send(
+        method: .POST, path: "/v1/polls",
+        headers: [("Authorization", "Bearer \(key)"), ("Content-Type", "application/json")],
+        body: ByteBuffer(string: body)
+    ).get()
+    guard response.status == 201,
+        let object = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any],
+        let id = object["id"] as? String
+    else { throw ValidationError("could not create the poll: \(response.status) \(String(buffer: response.body))") }
+    return id
+}
+
+func waitForViewers(
+    _ stats: ViewerStats, group: MultiThreadedEventLoopGroup, count: Int, timeout: Duration
+) async throws -> Int {
+    let deadline = ContinuousClock.now + timeout
+    var ready = 0
+    while ContinuousClock.now < deadline {
+        ready = try await stats.totals(group: group).ready
+        if ready >= count { break }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    return ready
+}
+
+struct Idle: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Resident memory of the server per idle live viewer.")
+
+    @OptionGroup var target: Target
+    @Option(help: "Seconds to hold the viewers open after measuring.") var hold = 1.0
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
+        let admin = try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: group)
+        let pollID = try await createPoll(admin, key: self.target.key)
+        let before = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let stats = ViewerStats(group: group)
+        let channels = try await connectViewers(
+            count: self.target.viewers, transport: self.target.transport, host: self.target.host,
+            port: self.target.port,
+            pollID: pollID, sources: self.target.sourceAddresses, group: group, ackTimes: AckTimes(capacity: 1),
+            stats: stats)
+        let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
+        try await Task.sleep(for: .seconds(2))
+        let after = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let perViewer = before.flatMap { before in
+            after.map { Double($0.residentBytes - before.residentBytes) / Double(max(1, ready)) }
+        }
+        if self.target.json {
+            print(
+                #"{"scenario":"idle","transport":"\#(self.target.transport.rawValue)","viewers":\#(ready),"#
+                    + #""rss_before":\#(before?.residentBytes ?? 0),"rss_after":\#(after?.residentBytes ?? 0),"#
+                    + #""bytes_per_viewer":\#(Int(perViewer ?? 0))}"#)
+        } else {
+            print("idle \(self.target.transport.rawValue) viewers ready: \(ready) of \(self.target.viewers)")
+            if let before, let after, let perViewer {
+                print("server RSS: \(before.residentBytes / 1024) KiB -> \(after.residentBytes / 1024) KiB")
+                print(String(format: "bytes per idle viewer: %.0f", perViewer))
+            }
+        }
+        try await Task.sleep(for: .seconds(self.hold))
+        for channel in channels { channel.close(promise: nil) }
+        try await Task.sleep(for: .milliseconds(500))
+        try await group.shutdownGracefully()
+    }
+}
+
+struct Fanout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Live viewers while votes flow at a fixed rate: deliveries and vote -> viewer latency.")
+
+    @OptionGroup var target: Target
+    @Option(help: "Votes per second (open loop, sent as batch requests every 10 ms).") var rate = 1000.0
+    @Option(help: "Seconds of voting.") var duration = 10.0
+    @Option(help: "Connections for sending votes.") var voteConnections = 4
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
+        let admin = try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: group)
+        let pollID = try await createPoll(admin, key: self.target.key)
+        let tick = Duration.milliseconds(10)
+        let ticks = Int(self.duration * 100)
+        let perTick = max(1, Int((self.rate / 100).rounded()))
+        let ackTimes = AckTimes(capacity: ticks + 16)
+        let stats = ViewerStats(group: group)
+        let channels = try await connectViewers(
+            count: self.target.viewers, transport: self.target.transport, host: self.target.host,
+            port: self.target.port,
+            pollID: pollID, sources: self.target.sourceAddresses, group: group, ackTimes: ackTimes, stats: stats)
+        let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
+        try await stats.resetLatency(group: group)
+
+        var senders: [HTTPConnection] = []
+        for _ in 0..<max(1, self.voteConnections) {
+            senders.append(
+                try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: group))
+        }
+        let acked = ManagedCounter()
+        let before = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let started = ContinuousClock.now
+        let headers = [("Authorization", "Bearer \(self.target.key)"), ("Content-Type", "application/json")]
+        for index in 0..<ticks {
+            try await Task.sleep(until: started.advanced(by: tick * index), clock: .continuous)
+            var body = "{\"ballots\":["
+            for ballot in 0..<perTick {
+                if ballot > 0 { body += "," }
+                body += #"{"poll":"\#(pollID)","answers":{"q1":["\#(ballot % 3 == 0 ? "b" : "a")"]}}"#
+            }
+            body += "]}"
+            senders[index % senders.count].send(
+                method: .POST, path: "/v1/votes:batch", headers: headers, body: ByteBuffer(string: body)
+            ).whenSuccess { response in
+                let now = monotonicNanos()
+                guard response.status == 200,
+                    let range = response.body.readableBytesView.firstRange(of: Array("\"version\":".utf8))
+                else { return }
+                var version = 0
+                for byte in response.body.readableBytesView[range.upperBound...] {
+                    guard byte >= 48, byte <= 57 else { break }
+                    version = version * 10 + Int(byte - 48)
+                }
+                ackTimes.record(version: version, at: now)
+                acked.add(perTick)
+            }
+        }
+        let sending = ContinuousClock.now - started
+        try await Task.sleep(for: .seconds(1))
+        let after = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let elapsed = ContinuousClock.now - started
+        let totals = try await stats.totals(group: group)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let cpu = before.flatMap { before in after.map { $0.cpuSeconds - before.cpuSeconds } }
+        let latency = totals.latency
+        func ms(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1e6 }
+        let deliveriesPerSecond = Double(totals.frames) / seconds
+        let cpuPerThousand = cpu.map { $0 / Double(max(1, totals.frames)) * 1000 }
+        if self.target.json {
+            print(
+                #"{"scenario":"fanout","transport":"\#(self.target.transport.rawValue)","viewers":\#(ready),"#
+                    + #""rate":\#(self.rate),"acked_votes":\#(acked.value),"deliveries":\#(totals.frames),"#
+                    + #""deliveries_per_second":\#(Int(deliveriesPerSecond)),"server_cpu_seconds":\#(cpu ?? 0),"#
+                    + #""cpu_seconds_per_1000_deliveries":\#(cpuPerThousand ?? 0),"#
+                    + #""p50_ms":\#(ms(50)),"p90_ms":\#(ms(90)),"p99_ms":\#(ms(99)),"max_ms":\#(Double(latency.maxRecorded) / 1e6),"#
+                    + #""closed":\#(totals.closed),"sending_seconds":\#(Double(sending.components.seconds))}"#)
+        } else {
+            print(
+                "fanout \(self.target.transport.rawValue): \(ready) viewers, \(self.rate) votes/s for \(self.duration) s"
+            )
+            print("acknowledged votes: \(acked.value); deliveries: \(totals.frames) (\(Int(deliveriesPerSecond))/s)")
+            if let cpu, let cpuPerThousand {
+                print(String(format: "server CPU: %.2f s (%.4f s per 1000 deliveries)", cpu, cpuPerThousand))
+            }
+            print(
+                String(
+                    format: "vote ack -> viewer receipt: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", ms(50),
+                    ms(90), ms(99), Double(latency.maxRecorded) / 1e6))
+            if totals.closed > 0 { print("viewers closed by the server: \(totals.closed)") }
+        }
+        for channel in channels { channel.close(promise: nil) }
+        try await Task.sleep(for: .milliseconds(500))
+        try await group.shutdownGracefully()
+    }
+}
+
+/// A counter the vote callbacks share.
+final class ManagedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add(_ amount: Int) { self.lock.withLock { self.count += amount } }
+    var value: Int { self.lock.withLock { self.count } }
+}
