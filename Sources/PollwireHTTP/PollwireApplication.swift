@@ -1,6 +1,6 @@
 public import Foundation
 public import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 public import Logging
 import Metrics
 public import NIOCore
@@ -61,10 +61,8 @@ public enum PollwireApplication {
         let polls = PollsController(store: pollStore, book: book, hub: hub, settings: settings, now: now)
         let live = LiveController(
             hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "sse", factory: factory))
-        let socketRouter = Router(context: LiveSocketRequestContext.self)
-        LiveSocketController(
-            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "websocket", factory: factory)
-        ).addRoutes(to: socketRouter)
+        let socketDependencies = LiveSocketHandler.Dependencies(
+            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "websocket", factory: factory))
         let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings)
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, book: book)
@@ -82,15 +80,14 @@ public enum PollwireApplication {
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: socketRouter,
-                configuration: .init(
+            server: HTTPServerBuilder { responder in
+                LiveHTTPChannel(
+                    responder: responder,
                     http1: .init(
                         additionalChannelHandlers: [RequestReadDeadlineHandler(timeout: readTimeout)],
                         idleTimeout: .nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))),
-                    ws: .init(
-                        maxFrameSize: 1 << 20,
-                        autoPing: .enabled(timePeriod: settings.live.heartbeatInterval)))),
+                    dependencies: socketDependencies, maxFrameSize: 1 << 16)
+            },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub],
             onServerRunning: onServerRunning,

@@ -24,8 +24,29 @@ final class SSEClient: Sendable {
 
     private init(channel: any Channel) { self.channel = channel }
 
+    /// A raw WebSocket viewer of `polls`: the upgrade request and a subscribe message, masked
+    /// with a zero key (RFC 6455 allows any key).
+    static func connectWebSocket(
+        port: Int, polls: [String], receiveBuffer: Int? = nil, autoRead: Bool = true
+    ) async throws -> SSEClient {
+        let subscribe = Array(
+            "{\"type\":\"subscribe\",\"polls\":[\(polls.map { "\"\($0)\"" }.joined(separator: ","))]}".utf8)
+        var frame = ByteBuffer()
+        frame.writeInteger(UInt8(0x81))
+        frame.writeInteger(UInt8(0x80 | subscribe.count))
+        frame.writeInteger(UInt32(0))
+        frame.writeBytes(subscribe)
+        return try await Self.connect(
+            port: port, path: "/v1/live",
+            headers: [
+                "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            ], receiveBuffer: receiveBuffer, autoRead: autoRead, after: frame)
+    }
+
     static func connect(
-        port: Int, path: String, headers: [String: String] = [:], receiveBuffer: Int? = nil, autoRead: Bool = true
+        port: Int, path: String, headers: [String: String] = [:], receiveBuffer: Int? = nil, autoRead: Bool = true,
+        after trailer: ByteBuffer? = nil
     ) async throws -> SSEClient {
         let box = Mutex<SSEClient?>(nil)
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -41,7 +62,9 @@ final class SSEClient: Sendable {
         box.withLock { $0 = client }
         var request = "GET \(path) HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
-        try await channel.writeAndFlush(ByteBuffer(string: request + "\r\n"))
+        var bytes = ByteBuffer(string: request + "\r\n")
+        if var trailer { bytes.writeBuffer(&trailer) }
+        try await channel.writeAndFlush(bytes)
         return client
     }
 
@@ -158,9 +181,11 @@ final class SSEClient: Sendable {
         }
     }
 
-    /// A viewer that never reads is closed after the stuck deadline; a viewer that reads keeps
-    /// getting every update on time; the slow one never holds more than one pending update.
-    @Test func aViewerThatNeverReadsIsClosedAndTheOthersStayOnTime() async throws {
+    /// A viewer that never reads is closed after the stuck deadline (SSE and WebSocket alike);
+    /// a viewer that reads keeps getting every update on time; the slow one never holds more
+    /// than one pending update.
+    @Test(arguments: ["sse", "ws"])
+    func aViewerThatNeverReadsIsClosedAndTheOthersStayOnTime(transport: String) async throws {
         var settings = PollwireSettings()
         settings.live = Hub.Configuration(publishInterval: .milliseconds(20), stuckDeadline: .milliseconds(500))
         settings.latestTextLimit = 10
@@ -171,8 +196,11 @@ final class SSEClient: Sendable {
                  "settings": {"dedupe": "none"}}
                 """)
             let port = try #require(server.client.port)
-            let slow = try await SSEClient.connect(
-                port: port, path: "/v1/polls/\(poll)/live", receiveBuffer: 1024, autoRead: false)
+            let slow =
+                transport == "ws"
+                ? try await SSEClient.connectWebSocket(port: port, polls: [poll], receiveBuffer: 1024, autoRead: false)
+                : try await SSEClient.connect(
+                    port: port, path: "/v1/polls/\(poll)/live", receiveBuffer: 1024, autoRead: false)
             let fast = try await SSEClient.connect(port: port, path: "/v1/polls/\(poll)/live")
             // ~100 KB per update (10 latest answers of 10 KB), an update every 20 ms.
             let answer = String(repeating: "x", count: 9_999)

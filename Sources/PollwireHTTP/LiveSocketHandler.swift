@@ -1,0 +1,280 @@
+import Foundation
+import HTTPTypes
+import Logging
+import Metrics
+import NIOCore
+import NIOWebSocket
+import PollwireCore
+import PollwireEngine
+import Synchronization
+
+/// `GET /v1/live` after the WebSocket upgrade: a plain SwiftNIO handler, no Swift task per
+/// socket, so an idle viewer costs only its channel and this object.
+///
+/// Client messages (JSON text):
+/// `{"type": "subscribe", "polls": ["a", "b"], "receipts": {"a": "..."}}` and
+/// `{"type": "unsubscribe", "polls": ["a"]}`.
+/// Server messages: `{"type": "subscribed", "polls": [...], "missing": [...]}`,
+/// `{"type": "unsubscribed", "polls": [...]}`, `{"type": "error", "error": {...}}`, and each
+/// results update as the results JSON itself (the same shared bytes as `GET /results`, which
+/// name their `poll` and `version`), at once on subscribe and then on every new version.
+///
+/// Flow control: frames are written while the channel is writable. When it is not (the viewer
+/// reads slowly), at most one frame per poll waits here, replaced by newer ones; a viewer that
+/// stays unwritable past the Hub's stuck deadline is closed with 1008 and a reason.
+///
+/// Threading: `LiveSubscriber` methods may be called from any thread; they hop to the
+/// channel's event loop. Every `var` below is touched on that event loop only.
+final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, LiveSubscriber, @unchecked Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// Most polls one socket may follow.
+    static let maxPolls = 100
+    /// Largest client message.
+    static let maxMessageBytes = 16 * 1024
+
+    struct Dependencies: Sendable {
+        let hub: Hub
+        let book: TallyBook
+        let signer: Signer
+        let metrics: LiveMetrics
+    }
+
+    struct ClientMessage: Decodable {
+        var type: String
+        var polls: [String]?
+        var receipts: [String: String]?
+    }
+
+    /// What the Hub reads from its own thread.
+    struct Shared {
+        var receipts: Set<String> = []
+        var unwritableSince: ContinuousClock.Instant?
+    }
+
+    private let dependencies: Dependencies
+    private let eventLoop: any EventLoop
+    private let shared = Mutex(Shared())
+
+    // Event loop only.
+    private var context: ChannelHandlerContext?
+    private var subscriptions: Set<String> = []
+    private var pending: [String: LiveFrame] = [:]
+    private var lastSent: [String: (Int64, Bool)] = [:]
+    private var message: ByteBuffer?
+    private var closing = false
+
+    init(dependencies: Dependencies, eventLoop: any EventLoop) {
+        self.dependencies = dependencies
+        self.eventLoop = eventLoop
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.dependencies.metrics.connected()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        for pollID in self.subscriptions { self.dependencies.hub.unsubscribe(self, from: pollID) }
+        self.subscriptions.removeAll()
+        self.pending.removeAll()
+        self.context = nil
+        self.dependencies.metrics.disconnected()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = self.unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .continuation:
+            var payload = frame.unmaskedData
+            if frame.opcode == .text {
+                self.message = context.channel.allocator.buffer(capacity: payload.readableBytes)
+            }
+            guard var message = self.message else { return }
+            guard message.readableBytes + payload.readableBytes <= Self.maxMessageBytes else {
+                self.close(code: .messageTooLarge, reason: "messages are at most \(Self.maxMessageBytes) bytes")
+                return
+            }
+            message.writeBuffer(&payload)
+            self.message = message
+            if frame.fin {
+                self.message = nil
+                self.reply(self.handle(String(buffer: message)), context: context)
+            }
+        case .ping:
+            self.write(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData), context: context)
+            context.flush()
+        case .connectionClose:
+            self.close(code: .normalClosure, reason: nil)
+        case .binary:
+            self.reply(Self.error(.badRequest, "messages are JSON text"), context: context)
+        default:
+            break
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.shared.withLock { $0.unwritableSince = nil }
+            let frames = self.pending.values
+            self.pending.removeAll()
+            for frame in frames { self.send(frame, context: context) }
+            context.flush()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.close(code: .goingAway, reason: "the server is shutting down")
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: LiveSubscriber (any thread)
+
+    func offer(_ frame: LiveFrame) {
+        self.eventLoop.execute { self.deliver(frame) }
+    }
+
+    func ping() {
+        self.eventLoop.execute {
+            guard let context = self.context, !self.closing, context.channel.isWritable, self.pending.isEmpty else {
+                return
+            }
+            self.write(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer()), context: context)
+            context.flush()
+        }
+    }
+
+    var writingSince: ContinuousClock.Instant? { self.shared.withLock { $0.unwritableSince } }
+
+    func close(reason: String) {
+        self.eventLoop.execute {
+            let shuttingDown = reason.contains("shutting down")
+            self.close(code: shuttingDown ? .goingAway : .policyViolation, reason: reason)
+        }
+    }
+
+    func hasVoted(_ pollID: String) -> Bool { self.shared.withLock { $0.receipts.contains(pollID) } }
+
+    // MARK: Writing (event loop)
+
+    private func deliver(_ frame: LiveFrame) {
+        guard let context = self.context, !self.closing, self.subscriptions.contains(frame.pollID) else { return }
+        if let (version, hidden) = self.lastSent[frame.pollID], version == frame.version, hidden == frame.hidden {
+            return
+        }
+        guard context.channel.isWritable else {
+            if self.pending.updateValue(frame, forKey: frame.pollID) != nil {
+                self.dependencies.metrics.skipped.increment()
+            }
+            self.shared.withLock { shared in
+                if shared.unwritableSince == nil { shared.unwritableSince = .now }
+            }
+            return
+        }
+        self.send(frame, context: context)
+        context.flush()
+    }
+
+    /// Writes one results frame: the shared JSON bytes, a WebSocket header in front.
+    private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
+        self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
+        self.lastSent[frame.pollID] = (frame.version, frame.hidden)
+        let metrics = self.dependencies.metrics
+        metrics.deliveries.increment()
+        metrics.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
+    }
+
+    private func write(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        context.write(self.wrapOutboundOut(frame), promise: nil)
+    }
+
+    private func reply(_ text: String, context: ChannelHandlerContext) {
+        self.write(
+            WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(string: text)),
+            context: context)
+        context.flush()
+    }
+
+    private func close(code: WebSocketErrorCode, reason: String?) {
+        guard let context = self.context, !self.closing else { return }
+        self.closing = true
+        var data = context.channel.allocator.buffer(capacity: 2 + (reason?.utf8.count ?? 0))
+        data.write(webSocketErrorCode: code)
+        if let reason { data.writeString(String(reason.prefix(120))) }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            .whenComplete { _ in loopBound.value.close(promise: nil) }
+        // A viewer that does not read never lets the close frame out: do not wait for it.
+        if !context.channel.isWritable { context.close(promise: nil) }
+    }
+
+    // MARK: Messages (event loop)
+
+    /// Applies one client message and returns the reply.
+    private func handle(_ text: String) -> String {
+        guard let request = try? JSONDecoder().decode(ClientMessage.self, from: Data(text.utf8)) else {
+            return Self.error(.invalidJSON, "messages are JSON text: {\"type\": \"subscribe\", \"polls\": [...]}")
+        }
+        let polls = request.polls ?? []
+        let hub = self.dependencies.hub
+        switch request.type {
+        case "subscribe":
+            var subscribed: [String] = []
+            var missing: [String] = []
+            for pollID in polls {
+                guard let poll = self.dependencies.book.poll(pollID), poll.status != .draft else {
+                    missing.append(pollID)
+                    continue
+                }
+                if !self.subscriptions.contains(pollID) {
+                    guard self.subscriptions.count < Self.maxPolls else {
+                        return Self.error(.badRequest, "a socket may follow at most \(Self.maxPolls) polls")
+                    }
+                    self.subscriptions.insert(pollID)
+                    hub.subscribe(self, to: pollID)
+                }
+                let receipt = request.receipts?[pollID]
+                let valid = receipt.map { self.dependencies.signer.isValidReceipt($0, pollID: pollID) } ?? false
+                self.shared.withLock { shared in
+                    if valid { shared.receipts.insert(pollID) } else { shared.receipts.remove(pollID) }
+                }
+                if let frame = hub.currentFrame(of: pollID, hasVoted: valid) {
+                    // After the reply, so the acknowledgement comes first.
+                    self.eventLoop.execute { self.deliver(frame) }
+                }
+                subscribed.append(pollID)
+            }
+            return "{\"type\":\"subscribed\",\"polls\":\(Self.list(subscribed)),\"missing\":\(Self.list(missing))}"
+        case "unsubscribe":
+            for pollID in polls where self.subscriptions.remove(pollID) != nil {
+                hub.unsubscribe(self, from: pollID)
+                self.pending.removeValue(forKey: pollID)
+                self.lastSent.removeValue(forKey: pollID)
+                _ = self.shared.withLock { $0.receipts.remove(pollID) }
+            }
+            return "{\"type\":\"unsubscribed\",\"polls\":\(Self.list(polls))}"
+        default:
+            return Self.error(.badRequest, "type must be subscribe or unsubscribe")
+        }
+    }
+
+    static func list(_ ids: [String]) -> String {
+        var text = "["
+        for (index, id) in ids.enumerated() {
+            if index > 0 { text += "," }
+            JSONText.appendQuoted(id, to: &text)
+        }
+        return text + "]"
+    }
+
+    static func error(_ code: APIError.Code, _ message: String) -> String {
+        "{\"type\":\"error\"," + APIError(.badRequest, code, message).json.dropFirst()
+    }
+}
