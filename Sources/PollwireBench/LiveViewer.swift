@@ -74,6 +74,8 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
     private var handshaken = false
     private var buffer = ByteBuffer()
     private var lastVersion = -1
+    /// This channel's loop's stats, found once.
+    private var loopStats: LoopStats?
 
     init(transport: Transport, pollID: String, ackTimes: AckTimes, stats: ViewerStats) {
         self.transport = transport
@@ -83,6 +85,7 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        self.loopStats = self.stats.on(context.eventLoop)
         let request: String
         switch self.transport {
         case .ws:
@@ -103,7 +106,11 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = self.unwrapInboundIn(data)
-        self.buffer.writeBuffer(&incoming)
+        if self.buffer.readableBytes == 0 {
+            self.buffer = incoming  // the common case: no partial frame left over, no copy
+        } else {
+            self.buffer.writeBuffer(&incoming)
+        }
         if !self.handshaken {
             guard let end = self.buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
             let headLength = end.upperBound - self.buffer.readableBytesView.startIndex
@@ -170,19 +177,29 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
         if self.buffer.readableBytes > 8 { self.buffer.moveReaderIndex(forwardBy: self.buffer.readableBytes - 8) }
     }
 
+    /// Results JSON has sorted keys, so it ends with `"version":<digits>}`: read the digits
+    /// backwards from the end (constant time; other messages end otherwise and are skipped).
     private func received(_ payload: ByteBuffer, context: ChannelHandlerContext) {
-        let key = Array("\"version\":".utf8)
-        guard let range = payload.readableBytesView.firstRange(of: key) else { return }
+        let view = payload.readableBytesView
+        guard view.last == UInt8(ascii: "}") else { return }
+        var index = view.index(before: view.endIndex)
         var version = 0
-        for byte in payload.readableBytesView[range.upperBound...] {
-            guard byte >= 48, byte <= 57 else { break }
-            version = version * 10 + Int(byte - 48)
+        var scale = 1
+        while index > view.startIndex {
+            index = view.index(before: index)
+            let byte = view[index]
+            guard byte >= 48, byte <= 57 else {
+                guard byte == UInt8(ascii: ":"), scale > 1 else { return }
+                break
+            }
+            version += Int(byte - 48) * scale
+            scale *= 10
         }
         self.seen(version: version, context: context)
     }
 
     private func seen(version: Int, context: ChannelHandlerContext) {
-        let stats = self.stats.on(context.eventLoop)
+        let stats = self.loopStats ?? self.stats.on(context.eventLoop)
         if self.lastVersion < 0 {
             stats.ready += 1
             self.lastVersion = version

@@ -129,10 +129,13 @@ struct Fanout: AsyncParsableCommand {
         let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
         try await stats.resetLatency(group: group)
 
+        // Votes go out from their own thread, so acknowledgements are timed when they arrive,
+        // not when the viewers' loop gets round to them.
+        let voteGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var senders: [HTTPConnection] = []
         for _ in 0..<max(1, self.voteConnections) {
             senders.append(
-                try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: group))
+                try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: voteGroup))
         }
         let acked = ManagedCounter()
         let before = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
@@ -197,6 +200,7 @@ struct Fanout: AsyncParsableCommand {
         }
         for channel in channels { channel.close(promise: nil) }
         try await Task.sleep(for: .milliseconds(500))
+        try await voteGroup.shutdownGracefully()
         try await group.shutdownGracefully()
     }
 }

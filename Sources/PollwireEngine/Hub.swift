@@ -152,9 +152,17 @@ public final class Hub: Service, Sendable {
         }
     }
 
-    /// One tick: offers the newest frame of every dirty poll to its subscribers.
+    /// One tick: offers the newest frame of every dirty poll to its subscribers; subscribers in
+    /// a delivery group get the tick's frames in one batch per group.
     public func publish() {
         let now = self.now()
+        var batches:
+            [ObjectIdentifier: (
+                group: any LiveDeliveryGroup, batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)]
+            )] = [:]
+        defer {
+            for (_, entry) in batches { entry.group.offer(entry.batch) }
+        }
         for shard in self.shards {
             let work: [(String, ContinuousClock.Instant, [any LiveSubscriber])] = shard.state.withLock { state in
                 guard !state.dirty.isEmpty else { return [] }
@@ -185,9 +193,12 @@ public final class Hub: Service, Sendable {
                         }
                         frame = hidden
                     }
-                    if let frame {
+                    guard let frame else { continue }
+                    self.metrics.offers.increment()
+                    if let group = subscriber.deliveryGroup {
+                        batches[ObjectIdentifier(group), default: (group, [])].batch.append((subscriber, frame))
+                    } else {
                         subscriber.offer(frame)
-                        self.metrics.offers.increment()
                     }
                 }
             }

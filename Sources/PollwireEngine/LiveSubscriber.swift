@@ -12,4 +12,17 @@ public protocol LiveSubscriber: AnyObject, Sendable {
     func close(reason: String)
     /// Whether the viewer proved it voted in `pollID` (shown full results of an `after_vote` poll).
     func hasVoted(_ pollID: String) -> Bool
+    /// The group this subscriber's offers are batched in, if any (default: none, offered one by one).
+    var deliveryGroup: (any LiveDeliveryGroup)? { get }
+}
+
+extension LiveSubscriber {
+    public var deliveryGroup: (any LiveDeliveryGroup)? { nil }
+}
+
+/// Subscribers that live on one thread (a SwiftNIO event loop) take a whole publish tick's
+/// frames in ONE hop to that thread, instead of one hop (and one wake-up) per subscriber.
+public protocol LiveDeliveryGroup: AnyObject, Sendable {
+    /// Offers each frame to its subscriber, on the group's thread.
+    func offer(_ batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)])
 }

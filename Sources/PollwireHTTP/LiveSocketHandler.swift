@@ -39,6 +39,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         let book: TallyBook
         let signer: Signer
         let metrics: LiveMetrics
+        let deliveries: LoopDeliveries
     }
 
     struct ClientMessage: Decodable {
@@ -56,6 +57,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private let dependencies: Dependencies
     private let eventLoop: any EventLoop
     private let shared = Mutex(Shared())
+    let deliveryGroup: (any LiveDeliveryGroup)?
 
     // Event loop only.
     private var context: ChannelHandlerContext?
@@ -68,6 +70,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     init(dependencies: Dependencies, eventLoop: any EventLoop) {
         self.dependencies = dependencies
         self.eventLoop = eventLoop
+        self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
     }
 
     // MARK: Channel events
@@ -164,7 +167,9 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     // MARK: Writing (event loop)
 
-    private func deliver(_ frame: LiveFrame) {
+    /// Delivers a frame; must be called on the channel's event loop.
+    func deliver(_ frame: LiveFrame) {
+        self.eventLoop.assertInEventLoop()
         guard let context = self.context, !self.closing, self.subscriptions.contains(frame.pollID) else { return }
         if let (version, hidden) = self.lastSent[frame.pollID], version == frame.version, hidden == frame.hidden {
             return
@@ -276,5 +281,37 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     static func error(_ code: APIError.Code, _ message: String) -> String {
         "{\"type\":\"error\"," + APIError(.badRequest, code, message).json.dropFirst()
+    }
+}
+
+/// One delivery group per event loop: a publish tick reaches all the sockets of a loop with one
+/// `execute` (one wake-up of the loop), not one per socket.
+final class LoopDelivery: LiveDeliveryGroup {
+    let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func offer(_ batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)]) {
+        self.eventLoop.execute {
+            for (subscriber, frame) in batch {
+                (subscriber as? LiveSocketHandler)?.deliver(frame)
+            }
+        }
+    }
+}
+
+/// The delivery group of each event loop, made on first use.
+final class LoopDeliveries: Sendable {
+    private let groups = Mutex<[ObjectIdentifier: LoopDelivery]>([:])
+
+    func group(for eventLoop: any EventLoop) -> LoopDelivery {
+        self.groups.withLock { groups in
+            if let group = groups[ObjectIdentifier(eventLoop)] { return group }
+            let group = LoopDelivery(eventLoop: eventLoop)
+            groups[ObjectIdentifier(eventLoop)] = group
+            return group
+        }
     }
 }

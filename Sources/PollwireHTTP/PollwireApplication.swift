@@ -62,7 +62,8 @@ public enum PollwireApplication {
         let live = LiveController(
             hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "sse", factory: factory))
         let socketDependencies = LiveSocketHandler.Dependencies(
-            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "websocket", factory: factory))
+            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "websocket", factory: factory),
+            deliveries: LoopDeliveries())
         let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings)
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, book: book)
