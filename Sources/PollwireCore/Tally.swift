@@ -35,11 +35,3 @@ public struct Tally: Sendable, Equatable {
         return result
     }
 }
-
-/// Sums deltas by key; zero sums are dropped. A batch of ballots writes each counter once.
-public func aggregate(_ deltas: some Sequence<TallyDelta>) -> [TallyDelta] {
-    var sums: [TallyKey: Int64] = [:]
-    for delta in deltas { sums[delta.key, default: 0] += delta.amount }
-    return sums.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
-        .sorted { $0.key < $1.key }
-}

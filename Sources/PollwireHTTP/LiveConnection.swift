@@ -5,7 +5,7 @@ import Synchronization
 
 /// One live viewer's slot between the Hub and its connection: holds at most ONE pending
 /// frame per poll, so a viewer that cannot keep up skips versions (the latest wins) and never
-/// builds a backlog. Used by SSE (one poll) and WebSocket (up to `maxPolls`).
+/// builds a backlog. Used by SSE; the WebSocket endpoint does the same inside its NIO handler.
 ///
 /// The Hub offers without blocking; the connection's write loop takes items with `next()`.
 final class LiveConnection: LiveSubscriber {
@@ -20,7 +20,6 @@ final class LiveConnection: LiveSubscriber {
         var pendingPing = false
         var waiter: CheckedContinuation<Item?, Never>?
         var closed = false
-        var closeReason: String?
         var writingSince: ContinuousClock.Instant?
         /// The (version, hidden) last written per poll, so the same update is never sent twice.
         var lastSent: [String: (Int64, Bool)] = [:]
@@ -73,7 +72,6 @@ final class LiveConnection: LiveSubscriber {
     func close(reason: String) {
         let (waiter, writing): (CheckedContinuation<Item?, Never>?, Bool) = self.state.withLock { state in
             state.closed = true
-            state.closeReason = state.closeReason ?? reason
             state.pending.removeAll()
             defer { state.waiter = nil }
             return (state.waiter, state.writingSince != nil)
@@ -87,20 +85,10 @@ final class LiveConnection: LiveSubscriber {
 
     // MARK: Connection side
 
-    var closeReason: String? { self.state.withLock { $0.closeReason } }
-
-    /// Records a valid receipt for `pollID`, or forgets the poll's state when it is left.
+    /// Records whether the viewer showed a valid receipt for `pollID`.
     func setReceipt(_ valid: Bool, for pollID: String) {
         self.state.withLock { state in
             if valid { state.receipts.insert(pollID) } else { state.receipts.remove(pollID) }
-        }
-    }
-
-    func forget(_ pollID: String) {
-        self.state.withLock { state in
-            state.pending.removeValue(forKey: pollID)
-            state.lastSent.removeValue(forKey: pollID)
-            state.receipts.remove(pollID)
         }
     }
 

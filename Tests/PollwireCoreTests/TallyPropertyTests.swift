@@ -50,15 +50,4 @@ import Testing
             #expect(tally == expected)
         }
     }
-
-    @Test func aggregatingDeltasChangesNothing() async {
-        await propertyCheck(input: Self.ballotSeeds) { seeds in
-            let deltas = seeds.flatMap { try! self.poll.ballot(answers: self.answers($0)).deltas() }
-            var one = Tally()
-            one.apply(deltas)
-            var two = Tally()
-            two.apply(aggregate(deltas))
-            #expect(one == two)
-        }
-    }
 }
