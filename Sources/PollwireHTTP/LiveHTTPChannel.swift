@@ -31,7 +31,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let http1: HTTP1Channel.Configuration
-    let dependencies: LiveSocketHandler.Dependencies
+    let dependencies: LiveDependencies
     /// Largest WebSocket frame a client may send.
     let maxFrameSize: Int
 
@@ -59,6 +59,8 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(
+                            LiveEventsHandler(dependencies: dependencies, eventLoop: channel.eventLoop))
                         try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(

@@ -25,7 +25,7 @@ import Synchronization
 ///
 /// Threading: `LiveSubscriber` methods may be called from any thread; they hop to the
 /// channel's event loop. Every `var` below is touched on that event loop only.
-final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, LiveSubscriber, @unchecked Sendable {
+final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, LoopLiveSubscriber, @unchecked Sendable {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
@@ -34,13 +34,6 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// Largest client message.
     static let maxMessageBytes = 16 * 1024
 
-    struct Dependencies: Sendable {
-        let hub: Hub
-        let book: TallyBook
-        let signer: Signer
-        let metrics: LiveMetrics
-        let deliveries: LoopDeliveries
-    }
 
     struct ClientMessage: Decodable {
         var type: String
@@ -54,7 +47,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         var unwritableSince: ContinuousClock.Instant?
     }
 
-    private let dependencies: Dependencies
+    private let dependencies: LiveDependencies
     private let eventLoop: any EventLoop
     private let shared = Mutex(Shared())
     let deliveryGroup: (any LiveDeliveryGroup)?
@@ -62,12 +55,11 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     // Event loop only.
     private var context: ChannelHandlerContext?
     private var subscriptions: Set<String> = []
-    private var pending: [String: LiveFrame] = [:]
-    private var lastSent: [String: (Int64, Bool)] = [:]
+    private var frames = LatestFrames()
     private var message: ByteBuffer?
     private var closing = false
 
-    init(dependencies: Dependencies, eventLoop: any EventLoop) {
+    init(dependencies: LiveDependencies, eventLoop: any EventLoop) {
         self.dependencies = dependencies
         self.eventLoop = eventLoop
         self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
@@ -77,15 +69,15 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.dependencies.metrics.connected()
+        self.dependencies.webSocketMetrics.connected()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         for pollID in self.subscriptions { self.dependencies.hub.unsubscribe(self, from: pollID) }
         self.subscriptions.removeAll()
-        self.pending.removeAll()
+        self.frames.removeAll()
         self.context = nil
-        self.dependencies.metrics.disconnected()
+        self.dependencies.webSocketMetrics.disconnected()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -122,9 +114,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             self.shared.withLock { $0.unwritableSince = nil }
-            let frames = self.pending.values
-            self.pending.removeAll()
-            for frame in frames { self.send(frame, context: context) }
+            for frame in self.frames.takePending() { self.send(frame, context: context) }
             context.flush()
         }
         context.fireChannelWritabilityChanged()
@@ -146,7 +136,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     func ping() {
         self.eventLoop.execute {
-            guard let context = self.context, !self.closing, context.channel.isWritable, self.pending.isEmpty else {
+            guard let context = self.context, !self.closing, context.channel.isWritable, !self.frames.hasPending else {
                 return
             }
             self.write(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer()), context: context)
@@ -171,13 +161,9 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     func deliver(_ frame: LiveFrame) {
         self.eventLoop.assertInEventLoop()
         guard let context = self.context, !self.closing, self.subscriptions.contains(frame.pollID) else { return }
-        if let (version, hidden) = self.lastSent[frame.pollID], version == frame.version, hidden == frame.hidden {
-            return
-        }
+        guard self.frames.isNew(frame) else { return }
         guard context.channel.isWritable else {
-            if self.pending.updateValue(frame, forKey: frame.pollID) != nil {
-                self.dependencies.metrics.skipped.increment()
-            }
+            if self.frames.hold(frame) { self.dependencies.webSocketMetrics.skipped.increment() }
             self.shared.withLock { shared in
                 if shared.unwritableSince == nil { shared.unwritableSince = .now }
             }
@@ -190,8 +176,8 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// Writes one results frame: the shared JSON bytes, a WebSocket header in front.
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
         self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
-        self.lastSent[frame.pollID] = (frame.version, frame.hidden)
-        let metrics = self.dependencies.metrics
+        self.frames.sent(frame)
+        let metrics = self.dependencies.webSocketMetrics
         metrics.deliveries.increment()
         metrics.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
     }
@@ -260,8 +246,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         case "unsubscribe":
             for pollID in polls where self.subscriptions.remove(pollID) != nil {
                 hub.unsubscribe(self, from: pollID)
-                self.pending.removeValue(forKey: pollID)
-                self.lastSent.removeValue(forKey: pollID)
+                self.frames.forget(pollID)
                 _ = self.shared.withLock { $0.receipts.remove(pollID) }
             }
             return "{\"type\":\"unsubscribed\",\"polls\":\(Self.list(polls))}"
@@ -284,6 +269,12 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     }
 }
 
+/// A live viewer served on its channel's event loop.
+protocol LoopLiveSubscriber: LiveSubscriber {
+    /// Delivers a frame; must be called on the channel's event loop.
+    func deliver(_ frame: LiveFrame)
+}
+
 /// One delivery group per event loop: a publish tick reaches all the sockets of a loop with one
 /// `execute` (one wake-up of the loop), not one per socket.
 final class LoopDelivery: LiveDeliveryGroup {
@@ -296,7 +287,7 @@ final class LoopDelivery: LiveDeliveryGroup {
     func offer(_ batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)]) {
         self.eventLoop.execute {
             for (subscriber, frame) in batch {
-                (subscriber as? LiveSocketHandler)?.deliver(frame)
+                (subscriber as? any LoopLiveSubscriber)?.deliver(frame)
             }
         }
     }
@@ -314,4 +305,15 @@ final class LoopDeliveries: Sendable {
             return group
         }
     }
+}
+
+/// What the live handlers share: the Hub, the polls, receipts, per-loop delivery groups, and
+/// metrics per transport.
+struct LiveDependencies: Sendable {
+    let hub: Hub
+    let book: TallyBook
+    let signer: Signer
+    let deliveries: LoopDeliveries
+    let webSocketMetrics: LiveMetrics
+    let eventsMetrics: LiveMetrics
 }

@@ -59,11 +59,10 @@ public enum PollwireApplication {
         OperationsController(book: book, ingestor: ingestor, registry: registry).addRoutes(to: router)
 
         let polls = PollsController(store: pollStore, book: book, hub: hub, settings: settings, now: now)
-        let live = LiveController(
-            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "sse", factory: factory))
-        let socketDependencies = LiveSocketHandler.Dependencies(
-            hub: hub, book: book, signer: signer, metrics: LiveMetrics(transport: "websocket", factory: factory),
-            deliveries: LoopDeliveries())
+        let live = LiveDependencies(
+            hub: hub, book: book, signer: signer, deliveries: LoopDeliveries(),
+            webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
+            eventsMetrics: LiveMetrics(transport: "sse", factory: factory))
         let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings)
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, book: book)
@@ -72,7 +71,7 @@ public enum PollwireApplication {
         votes.addPublicRoutes(to: api)
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
-        live.addRoutes(to: api)
+        LiveController(book: book).addRoutes(to: api)
         let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)
@@ -87,7 +86,7 @@ public enum PollwireApplication {
                     http1: .init(
                         additionalChannelHandlers: [RequestReadDeadlineHandler(timeout: readTimeout)],
                         idleTimeout: .nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))),
-                    dependencies: socketDependencies, maxFrameSize: 1 << 16)
+                    dependencies: live, maxFrameSize: 1 << 16)
             },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub],

@@ -1,0 +1,225 @@
+import Foundation
+import HTTPTypes
+import Metrics
+import NIOCore
+import NIOHTTPTypes
+import PollwireCore
+import PollwireEngine
+import Synchronization
+
+/// `GET /v1/polls/{id}/live` as Server-Sent Events, served by a plain SwiftNIO handler in the
+/// HTTP pipeline (after HTTP decoding, before Hummingbird): no request task and no streamed
+/// response body per viewer.
+///
+/// Every other request passes through to the router. A live request for a poll that does not
+/// exist, or before tallies are loaded, also passes through, so the router answers it with the
+/// usual error. Once it takes a request, the connection is an event stream until it closes.
+///
+/// The stream: a `retry:` hint (1 to 3 s, jittered so a restart does not bring every viewer
+/// back at once), the current results at once unless `Last-Event-ID` names the current version,
+/// then each new version as `id: <version>`, `event: results`, `data: <results JSON>`, and a
+/// `: ping` comment on idle heartbeats. Flow control as in `LiveSocketHandler`.
+///
+/// Threading: `LiveSubscriber` methods may be called from any thread; every `var` is touched
+/// on the channel's event loop only.
+final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, LoopLiveSubscriber,
+    @unchecked Sendable
+{
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    struct Shared {
+        var hasVoted = false
+        var unwritableSince: ContinuousClock.Instant?
+    }
+
+    private let dependencies: LiveDependencies
+    private let eventLoop: any EventLoop
+    private let shared = Mutex(Shared())
+    let deliveryGroup: (any LiveDeliveryGroup)?
+
+    // Event loop only.
+    private var context: ChannelHandlerContext?
+    /// The poll streamed, once this connection took a live request.
+    private var pollID: String?
+    private var lastEventID: Int64?
+    private var streaming = false
+    private var closing = false
+    private var frames = LatestFrames()
+
+    static let ping = ByteBuffer(string: ": ping\n\n")
+
+    init(dependencies: LiveDependencies, eventLoop: any EventLoop) {
+        self.dependencies = dependencies
+        self.eventLoop = eventLoop
+        self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.stop()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.stop()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = self.unwrapInboundIn(data)
+        if self.pollID == nil, case .head(let request) = part, let pollID = self.liveRequest(request) {
+            self.pollID = pollID
+            self.lastEventID = request.headerFields[.lastEventID].flatMap { Int64($0) }
+            let receipt = request.headerFields[.pollwireReceipt] ?? Self.query(request.path, "receipt")
+            let valid = receipt.map { self.dependencies.signer.isValidReceipt($0, pollID: pollID) } ?? false
+            self.shared.withLock { $0.hasVoted = valid }
+            return
+        }
+        guard self.pollID != nil else {
+            context.fireChannelRead(data)
+            return
+        }
+        if case .end = part, !self.streaming { self.start(context: context) }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, self.streaming {
+            self.shared.withLock { $0.unwritableSince = nil }
+            for frame in self.frames.takePending() { self.send(frame, context: context) }
+            context.flush()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if self.streaming, event is ChannelShouldQuiesceEvent {
+            self.finish()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: The stream
+
+    /// The poll id of a `GET /v1/polls/{id}/live` this handler should serve, nil otherwise.
+    private func liveRequest(_ request: HTTPRequest) -> String? {
+        guard request.method == .get, let path = request.path else { return nil }
+        let parts = path.split(separator: "?", maxSplits: 1)[0].split(separator: "/")
+        guard parts.count == 4, parts[0] == "v1", parts[1] == "polls", parts[3] == "live" else { return nil }
+        let pollID = String(parts[2])
+        guard self.dependencies.book.isLoaded, let poll = self.dependencies.book.poll(pollID), poll.status != .draft
+        else { return nil }
+        return pollID
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard let pollID = self.pollID else { return }
+        self.streaming = true
+        let head = HTTPResponse(
+            status: .ok,
+            headerFields: [
+                .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store",
+                HTTPField.Name("X-Accel-Buffering")!: "no",
+            ])
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        let retry = context.channel.allocator.buffer(string: "retry: \(Int.random(in: 1000...3000))\n\n")
+        context.write(self.wrapOutboundOut(.body(retry)), promise: nil)
+        self.dependencies.eventsMetrics.connected()
+        self.dependencies.hub.subscribe(self, to: pollID)
+        if let frame = self.dependencies.hub.currentFrame(of: pollID, hasVoted: self.hasVoted(pollID)),
+            frame.version != self.lastEventID || frame.hidden
+        {
+            self.send(frame, context: context)
+        }
+        context.flush()
+    }
+
+    private func stop() {
+        guard self.streaming, let pollID = self.pollID else { return }
+        self.streaming = false
+        self.dependencies.hub.unsubscribe(self, from: pollID)
+        self.dependencies.eventsMetrics.disconnected()
+        self.frames.removeAll()
+    }
+
+    /// Ends the stream cleanly (shutdown) or closes a stuck one.
+    private func finish() {
+        guard let context = self.context, !self.closing else { return }
+        self.closing = true
+        guard context.channel.isWritable else {
+            context.close(promise: nil)
+            return
+        }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in loopBound.value.close(promise: nil) }
+    }
+
+    func deliver(_ frame: LiveFrame) {
+        self.eventLoop.assertInEventLoop()
+        guard let context = self.context, self.streaming, !self.closing, frame.pollID == self.pollID,
+            self.frames.isNew(frame)
+        else { return }
+        guard context.channel.isWritable else {
+            if self.frames.hold(frame) { self.dependencies.eventsMetrics.skipped.increment() }
+            self.shared.withLock { shared in
+                if shared.unwritableSince == nil { shared.unwritableSince = .now }
+            }
+            return
+        }
+        self.send(frame, context: context)
+        context.flush()
+    }
+
+    /// Writes one event: the frame's shared SSE bytes, as one chunk.
+    private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
+        context.write(self.wrapOutboundOut(.body(frame.event)), promise: nil)
+        self.frames.sent(frame)
+        let metrics = self.dependencies.eventsMetrics
+        metrics.deliveries.increment()
+        metrics.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
+    }
+
+    // MARK: LiveSubscriber (any thread)
+
+    func offer(_ frame: LiveFrame) {
+        self.eventLoop.execute { self.deliver(frame) }
+    }
+
+    func ping() {
+        self.eventLoop.execute {
+            guard let context = self.context, self.streaming, !self.closing, context.channel.isWritable,
+                !self.frames.hasPending
+            else { return }
+            context.writeAndFlush(self.wrapOutboundOut(.body(Self.ping)), promise: nil)
+        }
+    }
+
+    var writingSince: ContinuousClock.Instant? { self.shared.withLock { $0.unwritableSince } }
+
+    func close(reason: String) {
+        self.eventLoop.execute { self.finish() }
+    }
+
+    func hasVoted(_ pollID: String) -> Bool { self.shared.withLock { $0.hasVoted } }
+
+    static func query(_ path: String?, _ name: String) -> String? {
+        guard let query = path?.split(separator: "?", maxSplits: 1).dropFirst().first else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2, parts[0] == name { return String(parts[1]).removingPercentEncoding }
+        }
+        return nil
+    }
+}
