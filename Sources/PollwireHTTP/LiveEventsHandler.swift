@@ -51,9 +51,13 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
 
     static let ping = ByteBuffer(string: ": ping\n\n")
 
-    init(dependencies: LiveDependencies, eventLoop: any EventLoop) {
+    /// Called once, when this handler takes the connection's first request as a live stream.
+    private var onTakeOver: (() -> Void)?
+
+    init(dependencies: LiveDependencies, eventLoop: any EventLoop, onTakeOver: (() -> Void)? = nil) {
         self.dependencies = dependencies
         self.eventLoop = eventLoop
+        self.onTakeOver = onTakeOver
         self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
     }
 
@@ -81,6 +85,8 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
             let receipt = request.headerFields[.pollwireReceipt] ?? Self.query(request.path, "receipt")
             let valid = receipt.map { self.dependencies.signer.isValidReceipt($0, pollID: pollID) } ?? false
             self.shared.withLock { $0.hasVoted = valid }
+            self.onTakeOver?()
+            self.onTakeOver = nil
             return
         }
         guard self.pollID != nil else {

@@ -18,8 +18,17 @@ import PollwireEngine
 struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     enum UpgradeResult: Sendable {
         case webSocket
-        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// Plain HTTP: what the first request turns out to be is known when it arrives.
+        case notUpgraded(EventLoopFuture<FirstRequest>)
         case failedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    /// What a plain HTTP connection became at its first request.
+    enum FirstRequest: Sendable {
+        /// An ordinary request: Hummingbird serves the connection.
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// A live event stream: `LiveEventsHandler` serves it; no task needed.
+        case liveEvents
     }
 
     struct Value: ServerChildChannelValue {
@@ -59,18 +68,28 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        if attempted.value {
+                            try self.addHTTPHandlers(to: channel, logger: logger)
+                            return .failedUpgrade(try Self.asyncChannel(channel))
+                        }
+                        // The connection's task is not bound to an async channel until the
+                        // first request shows whether it is an ordinary request or a live stream.
+                        let first = FirstRequestDecision(promise: channel.eventLoop.makePromise())
+                        let live = LiveEventsHandler(
+                            dependencies: dependencies, eventLoop: channel.eventLoop,
+                            onTakeOver: { first.decide(.liveEvents) })
+                        try channel.pipeline.syncOperations.addHandler(live)
                         try channel.pipeline.syncOperations.addHandler(
-                            LiveEventsHandler(dependencies: dependencies, eventLoop: channel.eventLoop))
-                        try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionStateHandler(
-                                idleTimeout: self.http1.idleTimeout.map { .init($0) }, logger: logger))
-                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true))
-                        return attempted.value ? .failedUpgrade(http) : .notUpgraded(http)
+                            FirstRequestGate(first: first) { channel in
+                                try self.addHTTPHandlers(to: channel, logger: logger)
+                                return try Self.asyncChannel(channel)
+                            })
+                        return .notUpgraded(first.promise.futureResult)
                     }
                 })
+            if let idleTimeout = self.http1.idleTimeout {
+                try channel.pipeline.syncOperations.addHandler(FirstBytesDeadlineHandler(timeout: idleTimeout))
+            }
             var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(
                 upgradeConfiguration: upgrade)
             configuration.enablePipelining = false
@@ -82,11 +101,29 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// The handlers of an ordinary HTTP connection after the codec (as Hummingbird's HTTP1Channel).
+    func addHTTPHandlers(to channel: any Channel, logger: Logger) throws {
+        try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
+        try channel.pipeline.syncOperations.addHandler(
+            HTTPConnectionStateHandler(idleTimeout: self.http1.idleTimeout.map { .init($0) }, logger: logger))
+    }
+
+    static func asyncChannel(_ channel: any Channel) throws -> NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart> {
+        try NIOAsyncChannel(
+            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+    }
+
     func handle(value: Value, logger: Logger) async {
         do {
             switch try await value.upgradeResult.get() {
-            case .notUpgraded(let http):
-                await self.handleHTTP(asyncChannel: http, logger: logger)
+            case .notUpgraded(let first):
+                switch try await first.get() {
+                case .http(let http):
+                    await self.handleHTTP(asyncChannel: http, logger: logger)
+                case .liveEvents:
+                    // Served by LiveEventsHandler on the event loop from here on.
+                    return
+                }
             case .failedUpgrade(let http):
                 try await http.executeThenClose { _, outbound in
                     let headers: HTTPFields = [.connection: "close", .contentLength: "0"]
@@ -101,5 +138,102 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         } catch {
             logger.debug("connection setup failed", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// Who serves a plain HTTP connection, decided once at its first request: Hummingbird, or a
+/// live event stream. Used on the connection's event loop only; later calls do nothing.
+final class FirstRequestDecision {
+    let promise: EventLoopPromise<LiveHTTPChannel.FirstRequest>
+    private(set) var decided = false
+
+    init(promise: EventLoopPromise<LiveHTTPChannel.FirstRequest>) {
+        self.promise = promise
+    }
+
+    func decide(_ result: LiveHTTPChannel.FirstRequest) {
+        guard !self.decided else { return }
+        self.decided = true
+        self.promise.succeed(result)
+    }
+
+    func fail(_ error: any Error) {
+        guard !self.decided else { return }
+        self.decided = true
+        self.promise.fail(error)
+    }
+}
+
+/// Holds a plain HTTP connection's first request until it knows who serves the connection:
+/// if `LiveEventsHandler` (before it) took the request, the gate never sees it; otherwise it
+/// binds the connection to Hummingbird (`makeHTTP`), passes the request on, and steps aside.
+final class FirstRequestGate: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    private let first: FirstRequestDecision
+    private let makeHTTP: (any Channel) throws -> NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+
+    init(
+        first: FirstRequestDecision,
+        makeHTTP: @escaping (any Channel) throws -> NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+    ) {
+        self.first = first
+        self.makeHTTP = makeHTTP
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.first.decided else {
+            context.fireChannelRead(data)
+            return
+        }
+        do {
+            self.first.decide(.http(try self.makeHTTP(context.channel)))
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        } catch {
+            self.first.fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // Closed before any request: nobody waits any more.
+        self.first.fail(ChannelError.inputClosed)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.first.fail(ChannelError.inputClosed)
+    }
+}
+
+/// Closes a new connection that sends nothing within `timeout`; steps aside at its first bytes
+/// (from then on the HTTP idle timeout and the request read deadline apply).
+final class FirstBytesDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(timeout: TimeAmount) {
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        self.deadline = context.eventLoop.scheduleTask(in: self.timeout) { channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.deadline?.cancel()
+        self.deadline = nil
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.deadline?.cancel()
     }
 }

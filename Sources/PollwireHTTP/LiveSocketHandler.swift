@@ -34,7 +34,6 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// Largest client message.
     static let maxMessageBytes = 16 * 1024
 
-
     struct ClientMessage: Decodable {
         var type: String
         var polls: [String]?

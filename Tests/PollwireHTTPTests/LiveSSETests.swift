@@ -227,4 +227,44 @@ final class SSEClient: Sendable {
             await fast.close()
         }
     }
+
+    @Test func aLiveRequestForAnUnknownPollGetsTheJSONError() async throws {
+        try await TestServer.run { server in
+            let response = try await server.request(.get, "/v1/polls/nope/live")
+            #expect(response.status == .notFound)
+            #expect(response.errorCode == "not_found")
+        }
+    }
+
+    /// A keep-alive connection that served an ordinary request can become a live stream.
+    @Test func aLiveStreamAfterAnOrdinaryRequestOnOneConnection() async throws {
+        try await TestServer.run { server in
+            let poll = try await server.createPoll()
+            let port = try #require(server.client.port)
+            let viewer = try await SSEClient.connect(port: port, path: "/healthz")
+            for _ in 0..<200 where !viewer.text.contains("\"status\":\"ok\"") {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await viewer.channel.writeAndFlush(
+                ByteBuffer(string: "GET /v1/polls/\(poll)/live HTTP/1.1\r\nHost: x\r\n\r\n"))
+            #expect(try await viewer.waitFor { $0.map(\.id) == [0] })
+            _ = try await server.vote(poll, #"{"voter": "1", "answers": {"q1": ["a"]}}"#)
+            #expect(try await viewer.waitFor { $0.last?.id == 1 })
+            await viewer.close()
+        }
+    }
+
+    /// A connection that never sends a request is closed after the idle timeout.
+    @Test func aSilentConnectionIsClosed() async throws {
+        var settings = PollwireSettings()
+        settings.idleTimeout = .milliseconds(300)
+        try await TestServer.run(settings: settings) { server in
+            let port = try #require(server.client.port)
+            let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).get()
+            try await Task.sleep(for: .seconds(1.5))
+            #expect(!silent.isActive)
+            try? await silent.close()
+        }
+    }
 }
