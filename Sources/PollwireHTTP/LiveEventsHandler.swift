@@ -179,9 +179,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
         else { return }
         guard context.channel.isWritable else {
             if self.frames.hold(frame) { self.dependencies.eventsMetrics.skipped.increment() }
-            self.shared.withLock { shared in
-                if shared.unwritableSince == nil { shared.unwritableSince = .now }
-            }
+            self.markUnwritable()
             return
         }
         self.send(frame, context: context)
@@ -192,9 +190,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
         context.write(self.wrapOutboundOut(.body(frame.event)), promise: nil)
         self.frames.sent(frame)
-        let metrics = self.dependencies.eventsMetrics
-        metrics.deliveries.increment()
-        metrics.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
+        self.dependencies.eventsMetrics.delivered(frame)
     }
 
     // MARK: LiveSubscriber (any thread)
@@ -213,6 +209,13 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
     }
 
     var writingSince: ContinuousClock.Instant? { self.shared.withLock { $0.unwritableSince } }
+
+    /// Notes when the channel first refused a frame: the Hub closes viewers stuck past its deadline.
+    private func markUnwritable() {
+        self.shared.withLock { shared in
+            if shared.unwritableSince == nil { shared.unwritableSince = .now }
+        }
+    }
 
     func close(reason: String) {
         self.eventLoop.execute { self.finish() }

@@ -1,4 +1,5 @@
 import Metrics
+import PollwireEngine
 import Synchronization
 
 /// Metrics of one live transport: `pollwire_live_*{transport}`.
@@ -16,6 +17,12 @@ final class LiveMetrics: Sendable {
         self.skipped = Counter(label: "pollwire_live_skipped_total", dimensions: dimensions, factory: factory)
         self.commitToWrite = Metrics.Timer(
             label: "pollwire_live_commit_to_write_seconds", dimensions: dimensions, factory: factory)
+    }
+
+    /// One frame written: counts it and records commit -> write latency.
+    func delivered(_ frame: LiveFrame) {
+        self.deliveries.increment()
+        self.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
     }
 
     func connected() { self.subscribers.record(self.count.add(1, ordering: .relaxed).newValue) }

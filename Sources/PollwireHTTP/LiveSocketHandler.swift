@@ -145,6 +145,13 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     var writingSince: ContinuousClock.Instant? { self.shared.withLock { $0.unwritableSince } }
 
+    /// Notes when the channel first refused a frame: the Hub closes viewers stuck past its deadline.
+    private func markUnwritable() {
+        self.shared.withLock { shared in
+            if shared.unwritableSince == nil { shared.unwritableSince = .now }
+        }
+    }
+
     func close(reason: String) {
         self.eventLoop.execute {
             let shuttingDown = reason.contains("shutting down")
@@ -163,9 +170,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         guard self.frames.isNew(frame) else { return }
         guard context.channel.isWritable else {
             if self.frames.hold(frame) { self.dependencies.webSocketMetrics.skipped.increment() }
-            self.shared.withLock { shared in
-                if shared.unwritableSince == nil { shared.unwritableSince = .now }
-            }
+            self.markUnwritable()
             return
         }
         self.send(frame, context: context)
@@ -176,9 +181,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
         self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
         self.frames.sent(frame)
-        let metrics = self.dependencies.webSocketMetrics
-        metrics.deliveries.increment()
-        metrics.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
+        self.dependencies.webSocketMetrics.delivered(frame)
     }
 
     private func write(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
