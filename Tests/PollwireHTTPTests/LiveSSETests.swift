@@ -267,4 +267,32 @@ final class SSEClient: Sendable {
             try? await silent.close()
         }
     }
+
+    /// Open live viewers (SSE, WebSocket, and a connection that sent nothing) do not hold up
+    /// a graceful shutdown; the SSE stream ends cleanly and the WebSocket gets its close frame.
+    @Test(.timeLimit(.minutes(1))) func liveViewersDoNotHoldUpShutdown() async throws {
+        let viewers = Mutex<[SSEClient]>([])
+        let started = Mutex<ContinuousClock.Instant?>(nil)
+        try await TestServer.run { server in
+            let poll = try await server.createPoll()
+            let port = try #require(server.client.port)
+            let sse = try await SSEClient.connect(port: port, path: "/v1/polls/\(poll)/live")
+            let ws = try await SSEClient.connectWebSocket(port: port, polls: [poll])
+            _ = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port).get()
+            #expect(try await sse.waitFor { !$0.isEmpty })
+            for _ in 0..<200 where server.parts.hub.subscriberCount < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            viewers.withLock { $0 = [sse, ws] }
+            started.withLock { $0 = .now }
+        }
+        let elapsed = ContinuousClock.now - started.withLock { $0! }
+        #expect(elapsed < .seconds(5), "shutdown took \(elapsed)")
+        let (sse, ws) = viewers.withLock { ($0[0], $0[1]) }
+        for _ in 0..<200 where !(sse.isClosed && ws.isClosed) { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(sse.isClosed)
+        #expect(sse.text.hasSuffix("0\r\n\r\n"), "the SSE stream ends with the last chunk")
+        #expect(ws.isClosed)
+        // The close frame (1001, going away) carries its reason.
+        #expect(ws.text.contains("the server is shutting down"))
+    }
 }
