@@ -43,16 +43,19 @@ public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     public let field: String?
     /// For 429 and 503: seconds after which a retry may succeed.
     public let retryAfter: Int?
+    /// More headers for the response (the RateLimit fields of a 429).
+    public let headers: HTTPFields
 
     public init(
         _ status: HTTPResponse.Status, _ code: Code, _ message: String, field: String? = nil,
-        retryAfter: Int? = nil
+        retryAfter: Int? = nil, headers: HTTPFields = [:]
     ) {
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.retryAfter = retryAfter
+        self.headers = headers
     }
 
     public static func invalid(_ error: ValidationError) -> APIError {
@@ -71,6 +74,7 @@ public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
     public func response(allocator: ByteBufferAllocator) -> Response {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        headers.append(contentsOf: self.headers)
         return Response(
             status: self.status, headers: headers, body: .init(byteBuffer: allocator.buffer(string: self.json)))
     }

@@ -9,6 +9,7 @@ import PollwireEngine
 struct APIKeyMiddleware: RouterMiddleware {
     typealias Context = PollwireRequestContext
     let store: any PollStore
+    let limits: EdgeLimits
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -17,9 +18,11 @@ struct APIKeyMiddleware: RouterMiddleware {
             throw APIError(.unauthorized, .unauthorized, "an API key is required: Authorization: Bearer <key>")
         }
         let key = header.dropFirst("Bearer ".count).trimmingCharacters(in: .whitespaces)
-        guard !key.isEmpty, key.utf8.count <= 256, try await self.store.apiKeyExists(hash: APIKeys.hash(key)) else {
+        let hash = APIKeys.hash(key)
+        guard !key.isEmpty, key.utf8.count <= 256, try await self.store.apiKeyExists(hash: hash) else {
             throw APIError(.unauthorized, .unauthorized, "the API key is not valid")
         }
+        try self.limits.management(keyHash: hash)
         return try await next(request, context)
     }
 }

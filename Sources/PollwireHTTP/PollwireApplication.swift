@@ -63,7 +63,8 @@ public enum PollwireApplication {
             hub: hub, book: book, signer: signer, deliveries: LoopDeliveries(),
             webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
             eventsMetrics: LiveMetrics(transport: "sse", factory: factory))
-        let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings)
+        let limits = EdgeLimits(settings: settings.rateLimits, factory: factory)
+        let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings, limits: limits)
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, book: book)
 
@@ -72,7 +73,7 @@ public enum PollwireApplication {
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
         LiveController(book: book).addRoutes(to: api)
-        let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore))
+        let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore, limits: limits))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)
         export.addRoutes(to: management)

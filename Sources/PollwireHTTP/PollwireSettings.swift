@@ -28,6 +28,30 @@ public struct PollwireSettings: Sendable {
     public var ingest = VoteIngestor.Configuration()
     /// Live fan-out tuning.
     public var live = Hub.Configuration()
+    /// Rate limits.
+    public var rateLimits = RateLimitSettings()
+
+    public init() {}
+}
+
+/// Rate limits (GCRA), per route family and key. A rule with rate 0 is off.
+public struct RateLimitSettings: Sendable {
+    /// Votes per client IP address. Generous, because offices and schools share one address:
+    /// it is a cooldown against floods, not a ban, and dedupe never relies on the address.
+    /// Default 50/s, burst 500.
+    public var votesPerIP = RateLimiter.Rule(rate: 50, burst: 500)
+    /// Vote attempts per poll and voter (voter id or device). Default 1/s, burst 5.
+    public var votesPerVoter = RateLimiter.Rule(rate: 1, burst: 5)
+    /// Device tokens issued per client IP address. Default 2/s, burst 20.
+    public var deviceTokensPerIP = RateLimiter.Rule(rate: 2, burst: 20)
+    /// Management requests per API key. Default 100/s, burst 200.
+    public var managementPerKey = RateLimiter.Rule(rate: 100, burst: 200)
+    /// Client addresses that skip the per-IP limits. Default none.
+    public var allowList: Set<String> = []
+    /// Proxies whose `X-Forwarded-For` is believed; from anyone else it is ignored. Default none.
+    public var trustedProxies: Set<String> = []
+    /// Most keys remembered; beyond it keys at rest are forgotten first. Default 1,000,000.
+    public var capacity = 1_000_000
 
     public init() {}
 }

@@ -11,6 +11,7 @@ struct VotesController {
     let ingestor: VoteIngestor
     let book: TallyBook
     let settings: PollwireSettings
+    let limits: EdgeLimits
 
     func addPublicRoutes(to group: RouterGroup<PollwireRequestContext>) {
         group.post("/polls/{id}/votes", use: self.vote)
@@ -26,11 +27,14 @@ struct VotesController {
     @Sendable func vote(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw Self.notReady }
         let id = try context.parameters.require("id")
+        // The address limit comes before reading the body: a flood is refused cheaply.
+        try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
         let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)
         let idempotencyKey = request.headers[.idempotencyKey]
         let command = try self.intake.command(
             pollID: id, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
             idempotencyKey: idempotencyKey, answers: body.answers)
+        if let voter = command.voter { try self.limits.voteByVoter(voter, poll: id) }
         let outcomes: [VoteOutcome]
         do {
             outcomes = try await self.ingestor.submit([command])
@@ -90,7 +94,8 @@ struct VotesController {
     }
 
     @Sendable func issueDeviceToken(_ request: Request, context: PollwireRequestContext) async throws -> Response {
-        Response.json(
+        try self.limits.deviceTokenFromAddress(self.limits.clientAddress(request, channel: context.channel))
+        return Response.json(
             .created, "{\"token\":\"\(self.intake.signer.issueDeviceToken())\"}", headers: [.cacheControl: "no-store"])
     }
 

@@ -72,6 +72,20 @@ extension PollwireSettings {
             heartbeatInterval: .milliseconds(Int64(reader.double(forKey: "live.heartbeatSeconds", default: 15) * 1000)),
             stuckDeadline: .milliseconds(Int64(reader.double(forKey: "live.stuckSeconds", default: 10) * 1000)),
             shards: reader.int(forKey: "live.shards", default: 16))
+        func rule(_ name: String, _ fallback: RateLimiter.Rule) -> RateLimiter.Rule {
+            RateLimiter.Rule(
+                rate: reader.double(forKey: ConfigKey("ratelimit.\(name)Rate"), default: fallback.rate),
+                burst: reader.int(forKey: ConfigKey("ratelimit.\(name)Burst"), default: fallback.burst))
+        }
+        var limits = RateLimitSettings()
+        limits.votesPerIP = rule("votesPerIp", limits.votesPerIP)
+        limits.votesPerVoter = rule("votesPerVoter", limits.votesPerVoter)
+        limits.deviceTokensPerIP = rule("deviceTokensPerIp", limits.deviceTokensPerIP)
+        limits.managementPerKey = rule("managementPerKey", limits.managementPerKey)
+        limits.allowList = Set(reader.stringArray(forKey: "ratelimit.allowList", default: []))
+        limits.trustedProxies = Set(reader.stringArray(forKey: "ratelimit.trustedProxies", default: []))
+        limits.capacity = reader.int(forKey: "ratelimit.capacity", default: limits.capacity)
+        self.rateLimits = limits
     }
 }
 

@@ -47,6 +47,8 @@ final class ServerProcess: @unchecked Sendable {
         process.arguments =
             [command, "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
             + (arguments.contains("--http-port") ? [] : ["--http-port", "0"])
+            // Every client here is 127.0.0.1: the per-address limit is tested in PollwireHTTPTests.
+            + ["--ratelimit-allow-list", "127.0.0.1"]
         let collector = OutputCollector()
         let pipe = Pipe()
         process.standardOutput = pipe
