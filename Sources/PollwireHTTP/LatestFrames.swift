@@ -1,4 +1,6 @@
+import Metrics
 import PollwireEngine
+import Synchronization
 
 /// The write state of one live viewer on its event loop: the last version written per poll,
 /// and at most ONE pending frame per poll while the channel is not writable. A newer frame
@@ -39,4 +41,48 @@ struct LatestFrames {
         self.pending.removeAll()
         self.lastSent.removeAll()
     }
+}
+
+/// The flow control of one live connection: its `LatestFrames` (touched on the connection's
+/// event loop only), since when the channel has refused frames (read by the Hub from any
+/// thread to find stuck viewers), and the transport's metrics.
+final class LiveFlow: @unchecked Sendable {
+    private var frames = LatestFrames()
+    private let since = Mutex<ContinuousClock.Instant?>(nil)
+    let metrics: LiveMetrics
+
+    init(metrics: LiveMetrics) {
+        self.metrics = metrics
+    }
+
+    /// Since when the channel has not been writable, nil while it is.
+    var unwritableSince: ContinuousClock.Instant? { self.since.withLock { $0 } }
+
+    func isNew(_ frame: LiveFrame) -> Bool { self.frames.isNew(frame) }
+
+    var hasPending: Bool { self.frames.hasPending }
+
+    /// Keeps a frame the channel cannot take now; the newest per poll wins.
+    func hold(_ frame: LiveFrame) {
+        if self.frames.hold(frame) { self.metrics.skipped.increment() }
+        self.since.withLock { since in
+            if since == nil { since = .now }
+        }
+    }
+
+    /// The channel is writable again: returns the frames held meanwhile.
+    func resume() -> [LiveFrame] {
+        self.since.withLock { $0 = nil }
+        return self.frames.takePending()
+    }
+
+    /// Records a written frame: the version it was, deliveries and commit -> write latency.
+    func sent(_ frame: LiveFrame) {
+        self.frames.sent(frame)
+        self.metrics.delivered(frame)
+    }
+
+    func forget(_ pollID: String) { self.frames.forget(pollID) }
+
+    func removeAll() { self.frames.removeAll() }
 }

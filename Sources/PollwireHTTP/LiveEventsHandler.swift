@@ -32,7 +32,6 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
 
     struct Shared {
         var hasVoted = false
-        var unwritableSince: ContinuousClock.Instant?
     }
 
     private let dependencies: LiveDependencies
@@ -47,7 +46,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
     private var lastEventID: Int64?
     private var streaming = false
     private var closing = false
-    private var frames = LatestFrames()
+    private let flow: LiveFlow
 
     static let ping = ByteBuffer(string: ": ping\n\n")
 
@@ -59,6 +58,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
         self.eventLoop = eventLoop
         self.onTakeOver = onTakeOver
         self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
+        self.flow = LiveFlow(metrics: dependencies.eventsMetrics)
     }
 
     // MARK: Channel events
@@ -102,8 +102,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable, self.streaming {
-            self.shared.withLock { $0.unwritableSince = nil }
-            for frame in self.frames.takePending() { self.send(frame, context: context) }
+            for frame in self.flow.resume() { self.send(frame, context: context) }
             context.flush()
         }
         context.fireChannelWritabilityChanged()
@@ -157,7 +156,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
         self.streaming = false
         self.dependencies.hub.unsubscribe(self, from: pollID)
         self.dependencies.eventsMetrics.disconnected()
-        self.frames.removeAll()
+        self.flow.removeAll()
     }
 
     /// Ends the stream cleanly (shutdown) or closes a stuck one.
@@ -175,11 +174,10 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
     func deliver(_ frame: LiveFrame) {
         self.eventLoop.assertInEventLoop()
         guard let context = self.context, self.streaming, !self.closing, frame.pollID == self.pollID,
-            self.frames.isNew(frame)
+            self.flow.isNew(frame)
         else { return }
         guard context.channel.isWritable else {
-            if self.frames.hold(frame) { self.dependencies.eventsMetrics.skipped.increment() }
-            self.markUnwritable()
+            self.flow.hold(frame)
             return
         }
         self.send(frame, context: context)
@@ -189,8 +187,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
     /// Writes one event: the frame's shared SSE bytes, as one chunk.
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
         context.write(self.wrapOutboundOut(.body(frame.event)), promise: nil)
-        self.frames.sent(frame)
-        self.dependencies.eventsMetrics.delivered(frame)
+        self.flow.sent(frame)
     }
 
     // MARK: LiveSubscriber (any thread)
@@ -202,20 +199,13 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
     func ping() {
         self.eventLoop.execute {
             guard let context = self.context, self.streaming, !self.closing, context.channel.isWritable,
-                !self.frames.hasPending
+                !self.flow.hasPending
             else { return }
             context.writeAndFlush(self.wrapOutboundOut(.body(Self.ping)), promise: nil)
         }
     }
 
-    var writingSince: ContinuousClock.Instant? { self.shared.withLock { $0.unwritableSince } }
-
-    /// Notes when the channel first refused a frame: the Hub closes viewers stuck past its deadline.
-    private func markUnwritable() {
-        self.shared.withLock { shared in
-            if shared.unwritableSince == nil { shared.unwritableSince = .now }
-        }
-    }
+    var writingSince: ContinuousClock.Instant? { self.flow.unwritableSince }
 
     func close(reason: String) {
         self.eventLoop.execute { self.finish() }

@@ -43,7 +43,6 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// What the Hub reads from its own thread.
     struct Shared {
         var receipts: Set<String> = []
-        var unwritableSince: ContinuousClock.Instant?
     }
 
     private let dependencies: LiveDependencies
@@ -54,7 +53,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     // Event loop only.
     private var context: ChannelHandlerContext?
     private var subscriptions: Set<String> = []
-    private var frames = LatestFrames()
+    private let flow: LiveFlow
     private var message: ByteBuffer?
     private var closing = false
 
@@ -62,6 +61,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         self.dependencies = dependencies
         self.eventLoop = eventLoop
         self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
+        self.flow = LiveFlow(metrics: dependencies.webSocketMetrics)
     }
 
     // MARK: Channel events
@@ -74,7 +74,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     func handlerRemoved(context: ChannelHandlerContext) {
         for pollID in self.subscriptions { self.dependencies.hub.unsubscribe(self, from: pollID) }
         self.subscriptions.removeAll()
-        self.frames.removeAll()
+        self.flow.removeAll()
         self.context = nil
         self.dependencies.webSocketMetrics.disconnected()
     }
@@ -112,8 +112,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            self.shared.withLock { $0.unwritableSince = nil }
-            for frame in self.frames.takePending() { self.send(frame, context: context) }
+            for frame in self.flow.resume() { self.send(frame, context: context) }
             context.flush()
         }
         context.fireChannelWritabilityChanged()
@@ -135,7 +134,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     func ping() {
         self.eventLoop.execute {
-            guard let context = self.context, !self.closing, context.channel.isWritable, !self.frames.hasPending else {
+            guard let context = self.context, !self.closing, context.channel.isWritable, !self.flow.hasPending else {
                 return
             }
             self.write(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer()), context: context)
@@ -143,14 +142,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         }
     }
 
-    var writingSince: ContinuousClock.Instant? { self.shared.withLock { $0.unwritableSince } }
-
-    /// Notes when the channel first refused a frame: the Hub closes viewers stuck past its deadline.
-    private func markUnwritable() {
-        self.shared.withLock { shared in
-            if shared.unwritableSince == nil { shared.unwritableSince = .now }
-        }
-    }
+    var writingSince: ContinuousClock.Instant? { self.flow.unwritableSince }
 
     func close(reason: String) {
         self.eventLoop.execute {
@@ -167,10 +159,9 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     func deliver(_ frame: LiveFrame) {
         self.eventLoop.assertInEventLoop()
         guard let context = self.context, !self.closing, self.subscriptions.contains(frame.pollID) else { return }
-        guard self.frames.isNew(frame) else { return }
+        guard self.flow.isNew(frame) else { return }
         guard context.channel.isWritable else {
-            if self.frames.hold(frame) { self.dependencies.webSocketMetrics.skipped.increment() }
-            self.markUnwritable()
+            self.flow.hold(frame)
             return
         }
         self.send(frame, context: context)
@@ -180,8 +171,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// Writes one results frame: the shared JSON bytes, a WebSocket header in front.
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
         self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
-        self.frames.sent(frame)
-        self.dependencies.webSocketMetrics.delivered(frame)
+        self.flow.sent(frame)
     }
 
     private func write(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
@@ -248,7 +238,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         case "unsubscribe":
             for pollID in polls where self.subscriptions.remove(pollID) != nil {
                 hub.unsubscribe(self, from: pollID)
-                self.frames.forget(pollID)
+                self.flow.forget(pollID)
                 _ = self.shared.withLock { $0.receipts.remove(pollID) }
             }
             return "{\"type\":\"unsubscribed\",\"polls\":\(Self.list(polls))}"
