@@ -22,12 +22,11 @@ import Synchronization
 ///
 /// Threading: `LiveSubscriber` methods may be called from any thread; every `var` is touched
 /// on the channel's event loop only.
-final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, LoopLiveSubscriber,
+final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, LoopLiveSubscriber,
     @unchecked Sendable
 {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
     struct Shared {
@@ -83,7 +82,7 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
             self.pollID = pollID
             self.lastEventID = request.headerFields[.lastEventID].flatMap { Int64($0) }
             let receipt = request.headerFields[.pollwireReceipt] ?? Self.query(request.path, "receipt")
-            let valid = receipt.map { self.dependencies.signer.isValidReceipt($0, pollID: pollID) } ?? false
+            let valid = self.dependencies.signer.isValidReceipt(receipt, pollID: pollID)
             self.shared.withLock { $0.hasVoted = valid }
             self.onTakeOver?()
             self.onTakeOver = nil
@@ -94,10 +93,6 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
             return
         }
         if case .end = part, !self.streaming { self.start(context: context) }
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        context.write(data, promise: promise)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -120,7 +115,10 @@ final class LiveEventsHandler: ChannelDuplexHandler, RemovableChannelHandler, Lo
 
     /// The poll id of a `GET /v1/polls/{id}/live` this handler should serve, nil otherwise.
     private func liveRequest(_ request: HTTPRequest) -> String? {
-        guard request.method == .get, let path = request.path else { return nil }
+        // Cheap checks first: every GET (results reads too) passes here.
+        guard request.method == .get, let path = request.path, path.hasPrefix("/v1/polls/"),
+            path.hasSuffix("/live") || path.contains("/live?")
+        else { return nil }
         let parts = path.split(separator: "?", maxSplits: 1)[0].split(separator: "/")
         guard parts.count == 4, parts[0] == "v1", parts[1] == "polls", parts[3] == "live" else { return nil }
         let pollID = String(parts[2])

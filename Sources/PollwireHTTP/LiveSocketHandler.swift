@@ -224,7 +224,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
                     hub.subscribe(self, to: pollID)
                 }
                 let receipt = request.receipts?[pollID]
-                let valid = receipt.map { self.dependencies.signer.isValidReceipt($0, pollID: pollID) } ?? false
+                let valid = self.dependencies.signer.isValidReceipt(receipt, pollID: pollID)
                 self.shared.withLock { shared in
                     if valid { shared.receipts.insert(pollID) } else { shared.receipts.remove(pollID) }
                 }

@@ -86,7 +86,7 @@ struct ResultsController {
         var hasVoted = false
         if poll.settings.visibility == .afterVote {
             let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
-            hasVoted = receipt.map { self.signer.isValidReceipt($0, pollID: id) } ?? false
+            hasVoted = self.signer.isValidReceipt(receipt, pollID: id)
         }
         let full = poll.showsResults(at: self.now(), hasVoted: hasVoted)
         guard let snapshot = self.book.snapshot(of: id, hidden: !full) else { return nil }

@@ -53,8 +53,10 @@ public struct Signer: Sendable {
         self.signature(of: "receipt:\(pollID)")
     }
 
-    public func isValidReceipt(_ receipt: String, pollID: String) -> Bool {
-        self.verify(receipt, of: "receipt:\(pollID)")
+    /// Whether `receipt` (nil when the viewer showed none) is the receipt of `pollID`.
+    public func isValidReceipt(_ receipt: String?, pollID: String) -> Bool {
+        guard let receipt else { return false }
+        return self.verify(receipt, of: "receipt:\(pollID)")
     }
 }
 

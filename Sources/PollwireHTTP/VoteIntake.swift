@@ -14,10 +14,18 @@ struct VoteIntake: Sendable {
     static let maxVoterLength = 256
     static let maxIdempotencyKeyLength = 255
 
+    /// A validated vote, and the receipt its answer carries (for `after_vote` polls).
+    struct Checked {
+        var command: VoteCommand
+        var receipt: String?
+    }
+
     /// Validates a ballot for `pollID`. Throws the error the client sees.
+    ///
+    /// Reads the poll once: the receipt for the answer is decided here too, not looked up again.
     func command(
         pollID: String, voter: String?, device: String?, idempotencyKey: String?, answers: [String: Answer]
-    ) throws(APIError) -> VoteCommand {
+    ) throws(APIError) -> Checked {
         guard let poll = self.book.poll(pollID) else { throw .notFound("poll") }
         guard poll.phase(at: self.now()) == .open else {
             throw APIError(.forbidden, .pollNotOpen, "the poll is not open for votes")
@@ -54,19 +62,16 @@ struct VoteIntake: Sendable {
         } catch {
             throw .invalid(error)
         }
-        return VoteCommand(
+        let command = VoteCommand(
             pollID: pollID, voter: identity, idempotencyKey: idempotencyKey, ballot: ballot,
             allowChange: poll.settings.allowChange)
+        let receipt = poll.settings.visibility == .afterVote ? self.signer.receipt(pollID: pollID) : nil
+        return Checked(command: command, receipt: receipt)
     }
 
     /// The status and JSON body for an outcome.
-    func answer(to outcome: VoteOutcome, pollID: String) -> (HTTPResponse.Status, String) {
-        let receipt: String
-        if self.book.poll(pollID)?.settings.visibility == .afterVote {
-            receipt = ",\"receipt\":\"\(self.signer.receipt(pollID: pollID))\""
-        } else {
-            receipt = ""
-        }
+    func answer(to outcome: VoteOutcome, receipt: String?) -> (HTTPResponse.Status, String) {
+        let receipt = receipt.map { ",\"receipt\":\"\($0)\"" } ?? ""
         switch outcome {
         case .accepted(let version, _):
             return (.created, "{\"accepted\":true,\"version\":\(version)\(receipt)}")

@@ -31,17 +31,17 @@ struct VotesController {
         try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
         let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)
         let idempotencyKey = request.headers[.idempotencyKey]
-        let command = try self.intake.command(
+        let checked = try self.intake.command(
             pollID: id, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
             idempotencyKey: idempotencyKey, answers: body.answers)
-        if let voter = command.voter { try self.limits.voteByVoter(voter, poll: id) }
+        if let voter = checked.command.voter { try self.limits.voteByVoter(voter, poll: id) }
         let outcomes: [VoteOutcome]
         do {
-            outcomes = try await self.ingestor.submit([command])
+            outcomes = try await self.ingestor.submit([checked.command])
         } catch {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
-        let (status, text) = self.intake.answer(to: outcomes[0], pollID: id)
+        let (status, text) = self.intake.answer(to: outcomes[0], receipt: checked.receipt)
         var headers: HTTPFields = [.cacheControl: "no-store"]
         if case .accepted(_, replayed: true) = outcomes[0] { headers[.idempotentReplayed] = "true" }
         return Response.json(status, text, headers: headers)
@@ -58,15 +58,15 @@ struct VotesController {
         }
         var answers = [(HTTPResponse.Status, String)?](repeating: nil, count: body.ballots.count)
         var commands: [VoteCommand] = []
-        var positions: [Int] = []
+        var positions: [(index: Int, receipt: String?)] = []
         commands.reserveCapacity(body.ballots.count)
         for (index, ballot) in body.ballots.enumerated() {
             do {
-                commands.append(
-                    try self.intake.command(
-                        pollID: ballot.poll, voter: ballot.voter, device: ballot.device,
-                        idempotencyKey: ballot.idempotencyKey, answers: ballot.answers))
-                positions.append(index)
+                let checked = try self.intake.command(
+                    pollID: ballot.poll, voter: ballot.voter, device: ballot.device,
+                    idempotencyKey: ballot.idempotencyKey, answers: ballot.answers)
+                commands.append(checked.command)
+                positions.append((index, checked.receipt))
             } catch {
                 answers[index] = VoteIntake.error(error.prefixingField("ballots[\(index)]"))
             }
@@ -78,7 +78,7 @@ struct VotesController {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
         for (position, outcome) in zip(positions, outcomes) {
-            answers[position] = self.intake.answer(to: outcome, pollID: body.ballots[position].poll)
+            answers[position.index] = self.intake.answer(to: outcome, receipt: position.receipt)
         }
         var text = "{\"results\":["
         text.reserveCapacity(64 * answers.count)
