@@ -10,6 +10,7 @@ public enum PollLimits {
     /// The widest rating scale (values are tally keys).
     public static let maxScaleWidth = 101
     public static let maxTextLength = 10_000
+    public static let maxAllowedOrigins = 50
 }
 
 extension Poll {
@@ -42,6 +43,45 @@ extension Poll {
         if let opensAt, let closesAt, closesAt <= opensAt {
             throw ValidationError(field: "closesAt", "must be after opensAt")
         }
+        try self.settings.validate()
+    }
+}
+
+extension PollSettings {
+    func validate() throws(ValidationError) {
+        if self.allowedOrigins.count > PollLimits.maxAllowedOrigins {
+            throw ValidationError(
+                field: "settings.allowedOrigins", "must list at most \(PollLimits.maxAllowedOrigins) origins")
+        }
+        for (index, origin) in self.allowedOrigins.enumerated() where !Self.isOrigin(origin) {
+            throw ValidationError(
+                field: "settings.allowedOrigins[\(index)]",
+                "must be an origin: http or https, a host and an optional port, no path (https://example.com)")
+        }
+        if let cache {
+            let fields = [
+                ("maxAge", cache.maxAge), ("sharedMaxAge", cache.sharedMaxAge),
+                ("staleWhileRevalidate", cache.staleWhileRevalidate),
+            ]
+            for (name, seconds) in fields where !(0...ResultsCache.maxSeconds).contains(seconds) {
+                throw ValidationError(
+                    field: "settings.cache.\(name)", "must be between 0 and \(ResultsCache.maxSeconds) seconds")
+            }
+        }
+    }
+
+    /// `scheme://host[:port]` with scheme http or https, as browsers send in `Origin`.
+    static func isOrigin(_ text: String) -> Bool {
+        let rest: Substring
+        if text.hasPrefix("https://") {
+            rest = text.dropFirst(8)
+        } else if text.hasPrefix("http://") {
+            rest = text.dropFirst(7)
+        } else {
+            return false
+        }
+        guard !rest.isEmpty, rest.count <= 253 else { return false }
+        return rest.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }
     }
 }
 

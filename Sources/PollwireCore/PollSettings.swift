@@ -26,23 +26,29 @@ public struct PollSettings: Codable, Sendable, Equatable {
     public var dedupe: Dedupe
     /// Whether a voter may replace their ballot; the tallies move, never double count.
     public var allowChange: Bool
-    /// Origins allowed to call the voter endpoints from a browser; empty means any.
+    /// Origins (`https://example.com`, `http://localhost:3000`) allowed to call the voter
+    /// endpoints from a browser; empty means any. Requests without an `Origin` (servers, apps)
+    /// are not browsers and are not held to it.
     public var allowedOrigins: [String]
+    /// How long shared caches and browsers may keep this poll's results; nil: the server's defaults.
+    public var cache: ResultsCache?
 
     public init(
         visibility: Visibility = .public,
         dedupe: Dedupe = .voter,
         allowChange: Bool = false,
-        allowedOrigins: [String] = []
+        allowedOrigins: [String] = [],
+        cache: ResultsCache? = nil
     ) {
         self.visibility = visibility
         self.dedupe = dedupe
         self.allowChange = allowChange
         self.allowedOrigins = allowedOrigins
+        self.cache = cache
     }
 
     enum CodingKeys: String, CodingKey {
-        case visibility, dedupe, allowChange, allowedOrigins
+        case visibility, dedupe, allowChange, allowedOrigins, cache
     }
 
     public init(from decoder: any Decoder) throws {
@@ -51,5 +57,30 @@ public struct PollSettings: Codable, Sendable, Equatable {
         self.dedupe = try container.decodeIfPresent(Dedupe.self, forKey: .dedupe) ?? .voter
         self.allowChange = try container.decodeIfPresent(Bool.self, forKey: .allowChange) ?? false
         self.allowedOrigins = try container.decodeIfPresent([String].self, forKey: .allowedOrigins) ?? []
+        self.cache = try container.decodeIfPresent(ResultsCache.self, forKey: .cache)
+    }
+}
+
+/// Cache lifetimes of a poll's results, in seconds: `Cache-Control: public, max-age=…,
+/// s-maxage=…, stale-while-revalidate=…`.
+public struct ResultsCache: Codable, Sendable, Equatable {
+    /// Browsers.
+    public var maxAge: Int
+    /// Shared caches: CDNs and proxies.
+    public var sharedMaxAge: Int
+    /// How long a shared cache may serve a stale copy while it fetches a fresh one.
+    public var staleWhileRevalidate: Int
+
+    public static let maxSeconds = 86_400
+
+    public init(maxAge: Int = 1, sharedMaxAge: Int = 1, staleWhileRevalidate: Int = 5) {
+        self.maxAge = maxAge
+        self.sharedMaxAge = sharedMaxAge
+        self.staleWhileRevalidate = staleWhileRevalidate
+    }
+
+    /// The `Cache-Control` value.
+    public var cacheControl: String {
+        "public, max-age=\(self.maxAge), s-maxage=\(self.sharedMaxAge), stale-while-revalidate=\(self.staleWhileRevalidate)"
     }
 }

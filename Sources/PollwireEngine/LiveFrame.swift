@@ -1,4 +1,5 @@
 public import NIOCore
+import Synchronization
 
 /// One results update as every live transport sends it, built once per poll, version and
 /// variant per publish tick, and shared by every subscriber (no per-subscriber encode or copy).
@@ -13,6 +14,9 @@ public struct LiveFrame: Sendable {
     public let event: ByteBuffer
     /// When the commit that made this version was applied, for commit -> write latency.
     public let committedAt: ContinuousClock.Instant
+    /// The JSON compressed for WebSockets that negotiated permessage-deflate, made by the first
+    /// such viewer and shared by the rest.
+    public let deflated = SharedBytes()
 
     public init(snapshot: Snapshot, committedAt: ContinuousClock.Instant) {
         self.pollID = snapshot.pollID
@@ -26,5 +30,21 @@ public struct LiveFrame: Sendable {
         event.writeString("\n\n")
         self.event = event
         self.committedAt = committedAt
+    }
+}
+
+/// Bytes derived from a frame once, on first use, then shared (any thread).
+public final class SharedBytes: Sendable {
+    private let bytes = Mutex<ByteBuffer?>(nil)
+
+    public init() {}
+
+    public func value(orMake make: () throws -> ByteBuffer) rethrows -> ByteBuffer {
+        try self.bytes.withLock { bytes in
+            if let bytes { return bytes }
+            let made = try make()
+            bytes = made
+            return made
+        }
     }
 }

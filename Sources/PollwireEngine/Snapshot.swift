@@ -9,7 +9,8 @@ public struct Snapshot: Sendable {
     public let hidden: Bool
     /// The JSON body. Shared: every reader gets the same storage, no copy.
     public let body: ByteBuffer
-    /// `"<poll>-<version>"`, or `"<poll>-<version>-h"` for the redacted variant.
+    /// `W/"<poll>-<version>"`, or `W/"<poll>-<version>-h"` for the redacted variant: weak,
+    /// because the same results may be sent gzip-compressed or not.
     public let etag: String
 
     public init(pollID: String, version: Int64, hidden: Bool, body: ByteBuffer) {
@@ -17,6 +18,6 @@ public struct Snapshot: Sendable {
         self.version = version
         self.hidden = hidden
         self.body = body
-        self.etag = hidden ? "\"\(pollID)-\(version)-h\"" : "\"\(pollID)-\(version)\""
+        self.etag = hidden ? "W/\"\(pollID)-\(version)-h\"" : "W/\"\(pollID)-\(version)\""
     }
 }

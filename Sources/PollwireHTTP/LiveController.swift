@@ -10,9 +10,12 @@ struct LiveController {
     let book: TallyBook
 
     func addRoutes(to group: RouterGroup<PollwireRequestContext>) {
-        group.get("/polls/{id}/live") { _, context -> Response in
+        group.get("/polls/{id}/live") { request, context -> Response in
             guard self.book.isLoaded else { throw VotesController.notReady }
-            _ = try context.parameters.require("id")
+            let id = try context.parameters.require("id")
+            if let poll = self.book.poll(id), poll.status != .draft {
+                try OriginPolicy.check(request.headers[.origin], poll: poll)
+            }
             throw APIError.notFound("poll")
         }
     }

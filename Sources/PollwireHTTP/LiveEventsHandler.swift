@@ -43,6 +43,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// The poll streamed, once this connection took a live request.
     private var pollID: String?
     private var lastEventID: Int64?
+    private var origin: String?
     private var streaming = false
     private var closing = false
     private let flow: LiveFlow
@@ -81,6 +82,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         if self.pollID == nil, case .head(let request) = part, let pollID = self.liveRequest(request) {
             self.pollID = pollID
             self.lastEventID = request.headerFields[.lastEventID].flatMap { Int64($0) }
+            self.origin = request.headerFields[.origin]
             let receipt = request.headerFields[.pollwireReceipt] ?? Self.query(request.path, "receipt")
             let valid = self.dependencies.signer.isValidReceipt(receipt, pollID: pollID)
             self.shared.withLock { $0.hasVoted = valid }
@@ -122,7 +124,8 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         let parts = path.split(separator: "?", maxSplits: 1)[0].split(separator: "/")
         guard parts.count == 4, parts[0] == "v1", parts[1] == "polls", parts[3] == "live" else { return nil }
         let pollID = String(parts[2])
-        guard self.dependencies.book.isLoaded, let poll = self.dependencies.book.poll(pollID), poll.status != .draft
+        guard self.dependencies.book.isLoaded, let poll = self.dependencies.book.poll(pollID), poll.status != .draft,
+            OriginPolicy.allows(request.headerFields[.origin], poll: poll)
         else { return nil }
         return pollID
     }
@@ -130,12 +133,16 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private func start(context: ChannelHandlerContext) {
         guard let pollID = self.pollID else { return }
         self.streaming = true
-        let head = HTTPResponse(
-            status: .ok,
-            headerFields: [
-                .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store",
-                HTTPField.Name("X-Accel-Buffering")!: "no",
-            ])
+        var fields: HTTPFields = [
+            .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store",
+            HTTPField.Name("X-Accel-Buffering")!: "no",
+        ]
+        fields.append(contentsOf: self.dependencies.securityHeaders)
+        if let origin = self.origin {
+            fields[.accessControlAllowOrigin] = origin
+            fields[.vary] = "Origin"
+        }
+        let head = HTTPResponse(status: .ok, headerFields: fields)
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         let retry = context.channel.allocator.buffer(string: "retry: \(Int.random(in: 1000...3000))\n\n")
         context.write(self.wrapOutboundOut(.body(retry)), promise: nil)

@@ -43,6 +43,10 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     let dependencies: LiveDependencies
     /// Largest WebSocket frame a client may send.
     let maxFrameSize: Int
+    /// Whether the connection is inside TLS (Hummingbird's `Request` reads it from the codec).
+    let tls: Bool
+    /// Whether permessage-deflate is accepted when a client offers it.
+    let webSocketDeflate: Bool
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -54,12 +58,20 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     attempted.value = true
                     let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                     let allowed = path == Self.path && dependencies.book.isLoaded
-                    return channel.eventLoop.makeSucceededFuture(allowed ? HTTPHeaders() : nil)
+                    guard allowed else { return channel.eventLoop.makeSucceededFuture(nil) }
+                    var headers = Self.upgradeHeaders(dependencies)
+                    if self.webSocketDeflate, PerMessageDeflate.isOffered(head.headers) {
+                        headers.add(name: "Sec-WebSocket-Extensions", value: PerMessageDeflate.accepted)
+                    }
+                    return channel.eventLoop.makeSucceededFuture(headers)
                 },
-                upgradePipelineHandler: { channel, _ in
+                upgradePipelineHandler: { channel, head in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            LiveSocketHandler(dependencies: dependencies, eventLoop: channel.eventLoop))
+                            LiveSocketHandler(
+                                dependencies: dependencies, eventLoop: channel.eventLoop,
+                                origin: head.headers.first(name: "origin"),
+                                deflate: self.webSocketDeflate && PerMessageDeflate.isOffered(head.headers)))
                         return UpgradeResult.webSocket
                     }
                 })
@@ -67,7 +79,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: self.tls))
                         if attempted.value {
                             try self.addHTTPHandlers(to: channel, logger: logger)
                             return .failedUpgrade(try Self.asyncChannel(channel))
@@ -101,6 +113,11 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// The 101 response's extra headers: the security headers every response carries.
+    static func upgradeHeaders(_ dependencies: LiveDependencies) -> HTTPHeaders {
+        HTTPHeaders(dependencies.securityHeaders.map { ($0.name.rawName, $0.value) })
+    }
+
     /// The handlers of an ordinary HTTP connection after the codec (as Hummingbird's HTTP1Channel).
     func addHTTPHandlers(to channel: any Channel, logger: Logger) throws {
         try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
@@ -126,7 +143,8 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 }
             case .failedUpgrade(let http):
                 try await http.executeThenClose { _, outbound in
-                    let headers: HTTPFields = [.connection: "close", .contentLength: "0"]
+                    var headers: HTTPFields = [.connection: "close", .contentLength: "0"]
+                    headers.append(contentsOf: self.dependencies.securityHeaders)
                     try await outbound.write(contentsOf: [
                         .head(HTTPResponse(status: .badRequest, headerFields: headers)), .end(nil),
                     ])

@@ -57,7 +57,16 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private var message: ByteBuffer?
     private var closing = false
 
-    init(dependencies: LiveDependencies, eventLoop: any EventLoop) {
+    /// The `Origin` of the upgrade request: a browser page's, held to each poll's allowed origins.
+    private let origin: String?
+    /// Whether permessage-deflate was negotiated.
+    private let deflate: Bool
+    /// Whether the message being read arrived compressed (RSV1 on its first frame).
+    private var compressedMessage = false
+
+    init(dependencies: LiveDependencies, eventLoop: any EventLoop, origin: String? = nil, deflate: Bool = false) {
+        self.origin = origin
+        self.deflate = deflate
         self.dependencies = dependencies
         self.eventLoop = eventLoop
         self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
@@ -86,6 +95,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
             var payload = frame.unmaskedData
             if frame.opcode == .text {
                 self.message = context.channel.allocator.buffer(capacity: payload.readableBytes)
+                self.compressedMessage = self.deflate && frame.rsv1
             }
             guard var message = self.message else { return }
             guard message.readableBytes + payload.readableBytes <= Self.maxMessageBytes else {
@@ -96,6 +106,13 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
             self.message = message
             if frame.fin {
                 self.message = nil
+                if self.compressedMessage {
+                    guard let inflated = try? PerMessageDeflate.inflate(message, limit: Self.maxMessageBytes) else {
+                        self.close(code: .messageTooLarge, reason: "a compressed message is corrupt or too large")
+                        return
+                    }
+                    message = inflated
+                }
                 self.reply(self.handle(String(buffer: message)), context: context)
             }
         case .ping:
@@ -170,7 +187,13 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     /// Writes one results frame: the shared JSON bytes, a WebSocket header in front.
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
-        self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
+        if self.deflate,
+            let deflated = try? frame.deflated.value(orMake: { try PerMessageDeflate.compress(frame.json) })
+        {
+            self.write(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated), context: context)
+        } else {
+            self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
+        }
         self.flow.sent(frame)
     }
 
@@ -211,9 +234,14 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         case "subscribe":
             var subscribed: [String] = []
             var missing: [String] = []
+            var forbidden: [String] = []
             for pollID in polls {
                 guard let poll = self.dependencies.book.poll(pollID), poll.status != .draft else {
                     missing.append(pollID)
+                    continue
+                }
+                guard OriginPolicy.allows(self.origin, poll: poll) else {
+                    forbidden.append(pollID)
                     continue
                 }
                 if !self.subscriptions.contains(pollID) {
@@ -234,7 +262,8 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
                 }
                 subscribed.append(pollID)
             }
-            return "{\"type\":\"subscribed\",\"polls\":\(Self.list(subscribed)),\"missing\":\(Self.list(missing))}"
+            return "{\"type\":\"subscribed\",\"polls\":\(Self.list(subscribed)),\"missing\":\(Self.list(missing)),"
+                + "\"forbidden\":\(Self.list(forbidden))}"
         case "unsubscribe":
             for pollID in polls where self.subscriptions.remove(pollID) != nil {
                 hub.unsubscribe(self, from: pollID)
@@ -308,4 +337,6 @@ struct LiveDependencies: Sendable {
     let deliveries: LoopDeliveries
     let webSocketMetrics: LiveMetrics
     let eventsMetrics: LiveMetrics
+    /// `SecurityHeaders` for the responses the live handlers write themselves.
+    let securityHeaders: HTTPFields
 }

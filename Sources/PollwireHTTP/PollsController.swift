@@ -9,6 +9,7 @@ struct PollsController {
     let store: any PollStore
     let book: TallyBook
     let hub: Hub
+    let purger: CachePurger?
     let settings: PollwireSettings
     let now: @Sendable () -> Date
 
@@ -77,6 +78,7 @@ struct PollsController {
         guard let poll = self.book.poll(id), poll.status != .draft || request.headers[.authorization] != nil else {
             throw APIError.notFound("poll")
         }
+        try OriginPolicy.check(request.headers[.origin], poll: poll)
         let state = self.book.state(of: id)
         return try Response.json(
             .ok, encoding: PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: self.now()),
@@ -110,6 +112,7 @@ struct PollsController {
         let id = try context.parameters.require("id")
         guard try await self.store.delete(pollID: id) else { throw APIError.notFound("poll") }
         self.book.remove(id)
+        self.purger?.changed([id])
         return Response(status: .noContent)
     }
 
@@ -129,6 +132,7 @@ struct PollsController {
         self.book.put(poll)
         // Visibility may have changed (reveal, close, settings): live viewers get the new view.
         self.hub.touch(poll.id)
+        self.purger?.changed([poll.id])
         let state = self.book.state(of: poll.id)
         return try Response.json(
             .ok, encoding: PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: self.now()))

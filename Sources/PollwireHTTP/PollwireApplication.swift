@@ -1,6 +1,7 @@
 public import Foundation
 public import Hummingbird
 import HummingbirdCore
+import HummingbirdHTTP2
 public import Logging
 import Metrics
 public import NIOCore
@@ -19,6 +20,12 @@ public import Prometheus
 /// Services, in start order: the vote ingestor, the tally loader, then Hummingbird's server.
 /// Shutdown runs in reverse: the server stops accepting and finishes its requests (their
 /// votes still commit, since the ingestor runs until then), then the ingestor drains.
+/// A setting that cannot work, found when the server is built.
+public struct PollwireSettingsError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
 public enum PollwireApplication {
     /// The parts of a running server that tests and the executable may look at.
     public struct Parts: Sendable {
@@ -47,22 +54,36 @@ public enum PollwireApplication {
 
         let book = TallyBook(latestTextLimit: settings.latestTextLimit)
         let hub = Hub(book: book, configuration: settings.live, now: now, metricsFactory: factory)
+        let purger = CachePurger(settings: settings.purge, logger: Logger(label: "pollwire.purge"), factory: factory)
+        if settings.purge.url != nil, purger == nil {
+            throw PollwireSettingsError(
+                "purge.url must be an http:// URL, e.g. http://127.0.0.1:8081/v1/polls/{poll}/results")
+        }
         let ingestor = VoteIngestor(
             store: voteStore, book: book, configuration: settings.ingest, now: now,
-            logger: Logger(label: "pollwire.ingest"), metricsFactory: factory, onCommit: { hub.changed($0) })
+            logger: Logger(label: "pollwire.ingest"), metricsFactory: factory,
+            onCommit: { changes in
+                hub.changed(changes)
+                purger?.changed(changes.lazy.map(\.pollID))
+            })
         let signer = Signer(secret: try await pollStore.secret(named: "signing", orMake: Signer.makeSecret))
         let intake = VoteIntake(book: book, signer: signer, now: now)
 
         let router = Router(context: PollwireRequestContext.self)
         router.add(middleware: RouteMetricsMiddleware(instruments: .init(factory: factory)))
+        router.add(middleware: EdgeHeadersMiddleware(tls: settings.tls != nil))
+        router.add(middleware: AdmissionMiddleware(settings: settings.admission, factory: factory))
+        router.add(middleware: CompressionMiddleware(minimumBytes: settings.compression.minimumBytes))
         router.add(middleware: ErrorMiddleware())
         OperationsController(book: book, ingestor: ingestor, registry: registry).addRoutes(to: router)
 
-        let polls = PollsController(store: pollStore, book: book, hub: hub, settings: settings, now: now)
+        let polls = PollsController(
+            store: pollStore, book: book, hub: hub, purger: purger, settings: settings, now: now)
         let live = LiveDependencies(
             hub: hub, book: book, signer: signer, deliveries: LoopDeliveries(),
             webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
-            eventsMetrics: LiveMetrics(transport: "sse", factory: factory))
+            eventsMetrics: LiveMetrics(transport: "sse", factory: factory),
+            securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil))
         let limits = EdgeLimits(settings: settings.rateLimits, factory: factory)
         let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings, limits: limits)
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
@@ -79,18 +100,33 @@ public enum PollwireApplication {
         export.addRoutes(to: management)
 
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
+        let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
+        let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                LiveHTTPChannel(
+                let http1 = LiveHTTPChannel(
                     responder: responder,
                     http1: .init(
                         additionalChannelHandlers: [RequestReadDeadlineHandler(timeout: readTimeout)],
-                        idleTimeout: .nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))),
-                    dependencies: live, maxFrameSize: 1 << 16)
+                        idleTimeout: idleTimeout),
+                    dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
+                    webSocketDeflate: settings.compression.webSocketDeflate)
+                let http2 =
+                    settings.http2
+                    ? HTTP2Channel(
+                        responder: responder,
+                        configuration: .init(
+                            idleTimeout: settings.idleTimeout,
+                            streamConfiguration: .init(
+                                additionalChannelHandlers: PollwireServerChannel.streamHandlers(
+                                    live, readTimeout: readTimeout)))) : nil
+                return PollwireServerChannel(
+                    http1: http1, http2: http2, sslContext: sslContext, firstBytesTimeout: idleTimeout)
             },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
-            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub],
+            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub]
+                + (purger.map { [$0] } ?? []),
             onServerRunning: onServerRunning,
             logger: logger)
         return (app, Parts(book: book, ingestor: ingestor, hub: hub, registry: registry))

@@ -1,3 +1,4 @@
+public import PollwireCore
 public import PollwireEngine
 
 /// Everything the HTTP application can be tuned by. Every field documents its default; the
@@ -18,8 +19,9 @@ public struct PollwireSettings: Sendable {
     public var requestReadTimeout: Duration = .seconds(10)
     /// An idle keep-alive connection is closed after this time. Default 60 s.
     public var idleTimeout: Duration = .seconds(60)
-    /// `max-age` of results responses, seconds. Default 1.
-    public var resultsMaxAge: Int = 1
+    /// Cache lifetimes of results when a poll names none. Default `max-age=1, s-maxage=1,
+    /// stale-while-revalidate=5`.
+    public var resultsCache = ResultsCache()
     /// `Retry-After` sent with 503 when the vote queue is full, seconds. Default 1.
     public var retryAfterSeconds: Int = 1
     /// Latest text answers kept per text question for results. Default 10.
@@ -30,8 +32,72 @@ public struct PollwireSettings: Sendable {
     public var live = Hub.Configuration()
     /// Rate limits.
     public var rateLimits = RateLimitSettings()
+    /// Admission control: requests in flight at once.
+    public var admission = AdmissionSettings()
+    /// Purge requests to a CDN or proxy when results change. Off by default.
+    public var purge = PurgeSettings()
+    /// Response compression.
+    public var compression = CompressionSettings()
+    /// TLS (with HTTP/2 by ALPN). Off by default: plain HTTP/1.1 and h2c.
+    public var tls: TLSSettings?
+    /// Whether a plain connection may speak HTTP/2 with prior knowledge (h2c), and a TLS one
+    /// may choose h2 by ALPN. Default true.
+    public var http2 = true
 
     public init() {}
+}
+
+/// Admission control: beyond these, a request is refused with 503 and `Retry-After` before
+/// any work is done for it. Health, readiness and metrics are never refused.
+public struct AdmissionSettings: Sendable {
+    /// Voter requests (votes, results, device tokens, live, poll definitions) in flight at
+    /// once. Default 2048.
+    public var maxInFlight = 2048
+    /// Management requests (those with an API key) in flight at once: their own pool, so a
+    /// vote flood cannot lock the owners out. Default 64.
+    public var maxManagementInFlight = 64
+    /// `Retry-After` of the 503, seconds. Default 1.
+    public var retryAfterSeconds = 1
+
+    public init() {}
+}
+
+/// Purge requests, sent when a poll's results change, coalesced: at most one per poll per
+/// `interval`. `url` names the poll with `{poll}`, e.g. `http://cdn.internal/v1/polls/{poll}/results`.
+public struct PurgeSettings: Sendable {
+    /// Where to send them; nil: off. Default nil.
+    public var url: String?
+    /// `PURGE` (nginx cache purge, Fastly, Varnish with a purge rule) or `BAN` (Varnish). Default PURGE.
+    public var method = "PURGE"
+    /// Most one request per poll per this interval. Default 1 s.
+    public var interval: Duration = .seconds(1)
+    /// Most polls waiting for a purge; beyond it changes are dropped (and counted). Default 10,000.
+    public var maxPending = 10_000
+
+    public init() {}
+}
+
+/// gzip or deflate for JSON and CSV bodies, by `Accept-Encoding`.
+public struct CompressionSettings: Sendable {
+    /// Smallest body compressed, bytes; smaller bodies go as they are. 0 turns compression off.
+    /// Default 1024.
+    public var minimumBytes = 1024
+    /// permessage-deflate (RFC 7692) on live WebSockets when the client offers it. Default
+    /// false: on loopback and LANs it costs more CPU than it saves (docs/benchmarks.md).
+    public var webSocketDeflate = false
+
+    public init() {}
+}
+
+/// Certificate and key, PEM files.
+public struct TLSSettings: Sendable {
+    public var certificatePath: String
+    public var keyPath: String
+
+    public init(certificatePath: String, keyPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+    }
 }
 
 /// Rate limits (GCRA), per route family and key. A rule with rate 0 is off.

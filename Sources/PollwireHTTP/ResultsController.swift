@@ -24,12 +24,13 @@ struct ResultsController {
     @Sendable func single(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw VotesController.notReady }
         let id = try context.parameters.require("id")
-        guard let (snapshot, privately) = self.snapshot(of: id, request: request) else {
+        guard let (snapshot, poll, privately) = try self.snapshot(of: id, request: request) else {
             throw APIError.notFound("poll")
         }
         let headers: HTTPFields = [
             .eTag: snapshot.etag,
-            .cacheControl: self.cacheControl(privately: privately),
+            .cacheControl: self.cacheControl(poll.settings.cache, privately: privately),
+            .surrogateKey: "poll-\(id)",
             .vary: "Pollwire-Receipt",
         ]
         if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: snapshot.etag) {
@@ -49,16 +50,22 @@ struct ResultsController {
         var snapshots: [Snapshot] = []
         var missing: [String] = []
         var privately = false
+        var cache: ResultsCache?
         for id in ids {
-            if let (snapshot, isPrivate) = self.snapshot(of: id, request: request) {
+            if let (snapshot, poll, isPrivate) = try self.snapshot(of: id, request: request) {
                 snapshots.append(snapshot)
                 privately = privately || isPrivate
+                cache = Self.shortest(cache, poll.settings.cache ?? self.settings.resultsCache)
             } else {
                 missing.append(id)
             }
         }
         let etag = Self.combinedETag(snapshots, missing: missing)
-        let headers: HTTPFields = [.eTag: etag, .cacheControl: self.cacheControl(privately: privately)]
+        let headers: HTTPFields = [
+            .eTag: etag, .cacheControl: self.cacheControl(cache, privately: privately),
+            .surrogateKey: snapshots.map { "poll-\($0.pollID)" }.joined(separator: " "),
+            .vary: "Pollwire-Receipt",
+        ]
         if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: etag) {
             return Response(status: .notModified, headers: headers)
         }
@@ -80,9 +87,11 @@ struct ResultsController {
         return Response.json(.ok, buffer, headers: headers)
     }
 
-    /// The snapshot this viewer may see, and whether it is private to them (after_vote).
-    func snapshot(of id: String, request: Request) -> (Snapshot, Bool)? {
+    /// The snapshot this viewer may see, its poll, and whether it is private to them
+    /// (after_vote). Throws `origin_not_allowed` for a browser on an origin the poll refuses.
+    func snapshot(of id: String, request: Request) throws(APIError) -> (Snapshot, Poll, Bool)? {
         guard let poll = self.book.poll(id) else { return nil }
+        try OriginPolicy.check(request.headers[.origin], poll: poll)
         var hasVoted = false
         if poll.settings.visibility == .afterVote {
             let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
@@ -90,20 +99,32 @@ struct ResultsController {
         }
         let full = poll.showsResults(at: self.now(), hasVoted: hasVoted)
         guard let snapshot = self.book.snapshot(of: id, hidden: !full) else { return nil }
-        return (snapshot, poll.settings.visibility == .afterVote && full)
+        return (snapshot, poll, poll.settings.visibility == .afterVote && full)
     }
 
-    func cacheControl(privately: Bool) -> String {
-        privately ? "private, no-cache" : "public, max-age=\(self.settings.resultsMaxAge)"
+    /// A receipt holder's results are theirs alone; everyone else's may be cached, for the
+    /// poll's lifetimes or the server's.
+    func cacheControl(_ cache: ResultsCache?, privately: Bool) -> String {
+        privately ? "private, no-cache" : (cache ?? self.settings.resultsCache).cacheControl
     }
 
-    /// Whether an `If-None-Match` value names `etag` (a list, weak or strong, or `*`).
+    /// Lifetimes for several polls at once: the shortest of each.
+    static func shortest(_ a: ResultsCache?, _ b: ResultsCache) -> ResultsCache {
+        guard let a else { return b }
+        return ResultsCache(
+            maxAge: min(a.maxAge, b.maxAge), sharedMaxAge: min(a.sharedMaxAge, b.sharedMaxAge),
+            staleWhileRevalidate: min(a.staleWhileRevalidate, b.staleWhileRevalidate))
+    }
+
+    /// Whether an `If-None-Match` value names `etag` (a list, or `*`), by the weak comparison
+    /// RFC 9110 asks of If-None-Match: `W/` prefixes do not matter.
     static func matches(_ header: String, etag: String) -> Bool {
-        header.split(separator: ",").contains { candidate in
-            var tag = candidate.trimmingCharacters(in: .whitespaces)
+        let opaque = etag.hasPrefix("W/") ? etag.dropFirst(2) : Substring(etag)
+        return header.split(separator: ",").contains { candidate in
+            var tag = Substring(candidate.trimmingCharacters(in: .whitespaces))
             if tag == "*" { return true }
-            if tag.hasPrefix("W/") { tag.removeFirst(2) }
-            return tag == etag
+            if tag.hasPrefix("W/") { tag = tag.dropFirst(2) }
+            return tag == opaque
         }
     }
 
@@ -118,6 +139,6 @@ struct ResultsController {
             hash ^= 0x2C
             hash = hash &* 0x100_0000_01b3
         }
-        return "\"r-\(String(hash, radix: 16))\""
+        return "W/\"r-\(String(hash, radix: 16))\""
     }
 }

@@ -27,6 +27,9 @@ struct VotesController {
     @Sendable func vote(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw Self.notReady }
         let id = try context.parameters.require("id")
+        if let origin = request.headers[.origin], let poll = self.book.poll(id) {
+            try OriginPolicy.check(origin, poll: poll)
+        }
         // The address limit comes before reading the body: a flood is refused cheaply.
         try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
         let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)

@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import Logging
+import PollwireCore
 import PollwireEngine
 import PollwireHTTP
 import PollwireSQLite
@@ -60,7 +61,11 @@ extension PollwireSettings {
         self.requestReadTimeout = .milliseconds(
             Int64(reader.double(forKey: "http.requestReadTimeout", default: 10) * 1000))
         self.idleTimeout = .milliseconds(Int64(reader.double(forKey: "http.idleTimeout", default: 60) * 1000))
-        self.resultsMaxAge = reader.int(forKey: "results.maxAge", default: self.resultsMaxAge)
+        self.resultsCache = ResultsCache(
+            maxAge: reader.int(forKey: "results.maxAge", default: self.resultsCache.maxAge),
+            sharedMaxAge: reader.int(forKey: "results.sharedMaxAge", default: self.resultsCache.sharedMaxAge),
+            staleWhileRevalidate: reader.int(
+                forKey: "results.staleWhileRevalidate", default: self.resultsCache.staleWhileRevalidate))
         self.latestTextLimit = reader.int(forKey: "results.latestText", default: self.latestTextLimit)
         self.retryAfterSeconds = reader.int(forKey: "ingest.retryAfter", default: self.retryAfterSeconds)
         self.ingest = VoteIngestor.Configuration(
@@ -86,6 +91,23 @@ extension PollwireSettings {
         limits.trustedProxies = Set(reader.stringArray(forKey: "ratelimit.trustedProxies", default: []))
         limits.capacity = reader.int(forKey: "ratelimit.capacity", default: limits.capacity)
         self.rateLimits = limits
+        self.admission.maxInFlight = reader.int(forKey: "admission.maxInFlight", default: self.admission.maxInFlight)
+        self.admission.maxManagementInFlight = reader.int(
+            forKey: "admission.maxManagementInFlight", default: self.admission.maxManagementInFlight)
+        self.admission.retryAfterSeconds = reader.int(
+            forKey: "admission.retryAfter", default: self.admission.retryAfterSeconds)
+        self.purge.url = reader.string(forKey: "purge.url")
+        self.purge.method = reader.string(forKey: "purge.method", default: self.purge.method).uppercased()
+        self.purge.interval = .milliseconds(Int64(reader.double(forKey: "purge.intervalSeconds", default: 1) * 1000))
+        self.purge.maxPending = reader.int(forKey: "purge.maxPending", default: self.purge.maxPending)
+        self.compression.minimumBytes = reader.int(
+            forKey: "compression.minimumBytes", default: self.compression.minimumBytes)
+        self.compression.webSocketDeflate = reader.bool(
+            forKey: "compression.webSocketDeflate", default: self.compression.webSocketDeflate)
+        self.http2 = reader.bool(forKey: "http.http2", default: self.http2)
+        if let certificate = reader.string(forKey: "tls.certificate"), let key = reader.string(forKey: "tls.key") {
+            self.tls = TLSSettings(certificatePath: certificate, keyPath: key)
+        }
     }
 }
 

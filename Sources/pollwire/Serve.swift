@@ -47,7 +47,9 @@ func runServer(
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? settings.port
             bound.set(port)
-            say("Pollwire listening on http://\(settings.host):\(port) (data: \(store.databasePath))")
+            say(
+                "Pollwire listening on \(settings.tls == nil ? "http" : "https")://\(settings.host):\(port) (data: \(store.databasePath))"
+            )
         })
     var group = ServiceGroupConfiguration(
         services: [app] + extra(parts, pollStore, bound), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

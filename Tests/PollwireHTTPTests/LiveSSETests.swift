@@ -19,6 +19,8 @@ final class SSEClient: Sendable {
     }
 
     let received = Mutex<String>("")
+    /// The same, as bytes (for binary WebSocket frames).
+    let receivedBytes = Mutex<ByteBuffer>(ByteBuffer())
     let closed = Atomic<Bool>(false)
     let channel: any Channel
 
@@ -27,7 +29,8 @@ final class SSEClient: Sendable {
     /// A raw WebSocket viewer of `polls`: the upgrade request and a subscribe message, masked
     /// with a zero key (RFC 6455 allows any key).
     static func connectWebSocket(
-        port: Int, polls: [String], receiveBuffer: Int? = nil, autoRead: Bool = true
+        port: Int, polls: [String], receiveBuffer: Int? = nil, autoRead: Bool = true,
+        headers extra: [String: String] = [:]
     ) async throws -> SSEClient {
         let subscribe = Array(
             "{\"type\":\"subscribe\",\"polls\":[\(polls.map { "\"\($0)\"" }.joined(separator: ","))]}".utf8)
@@ -41,7 +44,7 @@ final class SSEClient: Sendable {
             headers: [
                 "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            ], receiveBuffer: receiveBuffer, autoRead: autoRead, after: frame)
+            ].merging(extra) { $1 }, receiveBuffer: receiveBuffer, autoRead: autoRead, after: frame)
     }
 
     static func connect(
@@ -74,8 +77,10 @@ final class SSEClient: Sendable {
         init(box: @escaping @Sendable () -> SSEClient?) { self.box = box }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let text = String(buffer: self.unwrapInboundIn(data))
+            var buffer = self.unwrapInboundIn(data)
+            let text = String(buffer: buffer)
             self.box()?.received.withLock { $0 += text }
+            _ = self.box()?.receivedBytes.withLock { $0.writeBuffer(&buffer) }
         }
 
         func channelInactive(context: ChannelHandlerContext) {

@@ -66,11 +66,11 @@ import Testing
             #expect(try before.object()["hidden"] as? Bool == true)
             #expect(try before.object()["total"] as? Int == 1)
             #expect(try before.object()["questions"] == nil)
-            #expect(before.headers[.eTag] == "\"\(hidden)-1-h\"")
+            #expect(before.headers[.eTag] == "W/\"\(hidden)-1-h\"")
             _ = try await server.request(.post, "/v1/polls/\(hidden)/reveal", auth: true)
             let after = try await server.request(.get, "/v1/polls/\(hidden)/results")
             #expect(try after.object()["hidden"] as? Bool == false)
-            #expect(after.headers[.eTag] == "\"\(hidden)-1\"")
+            #expect(after.headers[.eTag] == "W/\"\(hidden)-1\"")
 
             let afterVote = try await server.createPoll(TestServer.lunch(settings: #"{"visibility": "after_vote"}"#))
             let vote = try await server.vote(afterVote, #"{"voter": "v", "answers": {"q1": ["b"]}}"#)

@@ -26,8 +26,9 @@ import Testing
             _ = try await server.vote(poll, #"{"voter": "u-18", "answers": {"q1": ["b"]}}"#)
             let results = try await server.request(.get, "/v1/polls/\(poll)/results")
             #expect(results.status == .ok)
-            #expect(results.headers[.eTag] == "\"\(poll)-2\"")
-            #expect(results.headers[.cacheControl] == "public, max-age=1")
+            #expect(results.headers[.eTag] == "W/\"\(poll)-2\"")
+            #expect(results.headers[.cacheControl] == "public, max-age=1, s-maxage=1, stale-while-revalidate=5")
+            #expect(results.headers[HTTPField.Name("Surrogate-Key")!] == "poll-\(poll)")
             let body = try results.object()
             #expect(body["version"] as? Int == 2)
             #expect(body["total"] as? Int == 2)
@@ -46,7 +47,7 @@ import Testing
             let stale = try await server.request(
                 .get, "/v1/polls/\(poll)/results", headers: [.ifNoneMatch: "\"\(poll)-2\""])
             #expect(stale.status == .ok)
-            #expect(stale.headers[.eTag] == "\"\(poll)-3\"")
+            #expect(stale.headers[.eTag] == "W/\"\(poll)-3\"")
         }
     }
 

@@ -77,12 +77,15 @@ final class Record: Sendable {
         let file = directory.appendingPathComponent("pollwire.json")
         try Data(#"{"results": {"maxAge": 7}}"#.utf8).write(to: file)
         let layers: [([String], [String: String], String)] = [
-            ([], [:], "public, max-age=1"),
-            (["--config-file", file.path], [:], "public, max-age=7"),
-            (["--config-file", file.path], ["POLLWIRE_RESULTS_MAX_AGE": "8"], "public, max-age=8"),
+            ([], [:], "public, max-age=1, s-maxage=1, stale-while-revalidate=5"),
+            (["--config-file", file.path], [:], "public, max-age=7, s-maxage=1, stale-while-revalidate=5"),
+            (
+                ["--config-file", file.path], ["POLLWIRE_RESULTS_MAX_AGE": "8"],
+                "public, max-age=8, s-maxage=1, stale-while-revalidate=5"
+            ),
             (
                 ["--config-file", file.path, "--results-max-age", "9"], ["POLLWIRE_RESULTS_MAX_AGE": "8"],
-                "public, max-age=9"
+                "public, max-age=9, s-maxage=1, stale-while-revalidate=5"
             ),
         ]
         let key = try ServerProcess.runTool(["keys", "create", "--data-dir", directory.path])

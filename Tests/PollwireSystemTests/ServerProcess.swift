@@ -99,7 +99,7 @@ struct ServerProcessError: Error {
     let message: String
 }
 
-/// Collects a process's output and finds the port in "listening on http://127.0.0.1:PORT".
+/// Collects a process's output and finds the port in "listening on http(s)://127.0.0.1:PORT".
 final class OutputCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var data = Data()
@@ -110,7 +110,10 @@ final class OutputCollector: @unchecked Sendable {
 
     var port: Int? {
         let text = self.text
-        guard let range = text.range(of: "listening on http://127.0.0.1:") else { return nil }
+        guard
+            let range = text.range(of: "listening on http://127.0.0.1:")
+                ?? text.range(of: "listening on https://127.0.0.1:")
+        else { return nil }
         return Int(text[range.upperBound...].prefix { $0.isNumber })
     }
 }
