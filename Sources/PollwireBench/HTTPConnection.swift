@@ -11,6 +11,7 @@ final class HTTPConnection: @unchecked Sendable {
     struct Response {
         var status: Int
         var body: ByteBuffer
+        var headers: [String: String] = [:]
     }
 
     private init(channel: any Channel, handler: ResponseHandler) {
@@ -18,9 +19,14 @@ final class HTTPConnection: @unchecked Sendable {
         self.handler = handler
     }
 
-    static func connect(host: String, port: Int, group: any EventLoopGroup) async throws -> HTTPConnection {
+    static func connect(
+        host: String, port: Int, group: any EventLoopGroup, source: String? = nil
+    ) async throws -> HTTPConnection {
         let handler = ResponseHandler()
-        let channel = try await ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel =
+            try await bootstrap
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.pipeline.addHTTPClientHandlers().flatMapThrowing {
@@ -60,6 +66,7 @@ final class HTTPConnection: @unchecked Sendable {
         private var inFlight: Pending?
         private var status = 0
         private var body = ByteBuffer()
+        private var headers: [String: String] = [:]
 
         func enqueue(_ request: Pending, channel: any Channel) {
             self.queue.append(request)
@@ -84,12 +91,14 @@ final class HTTPConnection: @unchecked Sendable {
             case .head(let head):
                 self.status = Int(head.status.code)
                 self.body.clear()
+                self.headers = [:]
+                for (name, value) in head.headers where name.lowercased() == "etag" { self.headers["ETag"] = value }
             case .body(var part):
                 self.body.writeBuffer(&part)
             case .end:
                 let request = self.inFlight
                 self.inFlight = nil
-                request?.promise.succeed(Response(status: self.status, body: self.body))
+                request?.promise.succeed(Response(status: self.status, body: self.body, headers: self.headers))
                 self.sendNext(channel: context.channel)
             }
         }

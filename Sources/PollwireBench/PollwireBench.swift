@@ -5,16 +5,18 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// `pollwire-bench`: load generator for Pollwire's live results.
+/// `pollwire-bench`: load generator for Pollwire.
 ///
+/// - `ingest`: votes, single or in batches, open loop at a rate or closed loop; latency (HDR).
+/// - `read`: results reads, with or without If-None-Match.
 /// - `idle`: opens N live viewers and reports the server's resident memory per viewer.
 /// - `fanout`: N live viewers while votes flow at a fixed rate (open loop); reports deliveries
 ///   per second, server CPU per 1000 deliveries, and vote acknowledged -> viewer received latency.
 @main
 struct PollwireBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pollwire-bench", abstract: "Load generator for Pollwire's live results.",
-        subcommands: [Idle.self, Fanout.self])
+        commandName: "pollwire-bench", abstract: "Load generator for Pollwire.",
+        subcommands: [Ingest.self, Read.self, Idle.self, Fanout.self])
 }
 
 struct Target: ParsableArguments {

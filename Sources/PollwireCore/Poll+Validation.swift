@@ -58,6 +58,14 @@ extension PollSettings {
                 field: "settings.allowedOrigins[\(index)]",
                 "must be an origin: http or https, a host and an optional port, no path (https://example.com)")
         }
+        if let voterLimit {
+            if !(voterLimit.rate > 0 && voterLimit.rate <= 1000) {
+                throw ValidationError(field: "settings.voterLimit.rate", "must be above 0 and at most 1000 per second")
+            }
+            if !(1...10_000).contains(voterLimit.burst) {
+                throw ValidationError(field: "settings.voterLimit.burst", "must be between 1 and 10000")
+            }
+        }
         if let cache {
             let fields = [
                 ("maxAge", cache.maxAge), ("sharedMaxAge", cache.sharedMaxAge),

@@ -32,23 +32,27 @@ public struct PollSettings: Codable, Sendable, Equatable {
     public var allowedOrigins: [String]
     /// How long shared caches and browsers may keep this poll's results; nil: the server's defaults.
     public var cache: ResultsCache?
+    /// Vote attempts per voter on this poll; nil: the server's `ratelimit.votesPerVoter*`.
+    public var voterLimit: VoterLimit?
 
     public init(
         visibility: Visibility = .public,
         dedupe: Dedupe = .voter,
         allowChange: Bool = false,
         allowedOrigins: [String] = [],
-        cache: ResultsCache? = nil
+        cache: ResultsCache? = nil,
+        voterLimit: VoterLimit? = nil
     ) {
         self.visibility = visibility
         self.dedupe = dedupe
         self.allowChange = allowChange
         self.allowedOrigins = allowedOrigins
         self.cache = cache
+        self.voterLimit = voterLimit
     }
 
     enum CodingKeys: String, CodingKey {
-        case visibility, dedupe, allowChange, allowedOrigins, cache
+        case visibility, dedupe, allowChange, allowedOrigins, cache, voterLimit
     }
 
     public init(from decoder: any Decoder) throws {
@@ -58,6 +62,7 @@ public struct PollSettings: Codable, Sendable, Equatable {
         self.allowChange = try container.decodeIfPresent(Bool.self, forKey: .allowChange) ?? false
         self.allowedOrigins = try container.decodeIfPresent([String].self, forKey: .allowedOrigins) ?? []
         self.cache = try container.decodeIfPresent(ResultsCache.self, forKey: .cache)
+        self.voterLimit = try container.decodeIfPresent(VoterLimit.self, forKey: .voterLimit)
     }
 }
 
@@ -82,5 +87,16 @@ public struct ResultsCache: Codable, Sendable, Equatable {
     /// The `Cache-Control` value.
     public var cacheControl: String {
         "public, max-age=\(self.maxAge), s-maxage=\(self.sharedMaxAge), stale-while-revalidate=\(self.staleWhileRevalidate)"
+    }
+}
+
+/// A poll's own rate limit on vote attempts per voter (GCRA): a sustained rate per second and a burst.
+public struct VoterLimit: Codable, Sendable, Equatable {
+    public var rate: Double
+    public var burst: Int
+
+    public init(rate: Double, burst: Int) {
+        self.rate = rate
+        self.burst = burst
     }
 }

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Metrics
 import NIOCore
+import PollwireCore
 import PollwireEngine
 
 /// The rate limits of the API, over one `RateLimiter`: which key each limit uses, the client
@@ -39,8 +40,9 @@ struct EdgeLimits: Sendable {
     }
 
     /// Counts a vote attempt by one voter on one poll.
-    func voteByVoter(_ voter: String, poll: String) throws(APIError) {
-        try self.check("votes-voter", key: "v-voter:\(poll)\u{1f}\(voter)", rule: self.settings.votesPerVoter)
+    func voteByVoter(_ voter: String, poll: String, limit: VoterLimit? = nil) throws(APIError) {
+        let rule = limit.map { RateLimiter.Rule(rate: $0.rate, burst: $0.burst) } ?? self.settings.votesPerVoter
+        try self.check("votes-voter", key: "v-voter:\(poll)\u{1f}\(voter)", rule: rule)
     }
 
     func deviceTokenFromAddress(_ address: String) throws(APIError) {

@@ -72,7 +72,6 @@ public enum PollwireApplication {
         let router = Router(context: PollwireRequestContext.self)
         router.add(middleware: RouteMetricsMiddleware(instruments: .init(factory: factory)))
         router.add(middleware: EdgeHeadersMiddleware(tls: settings.tls != nil))
-        router.add(middleware: AdmissionMiddleware(settings: settings.admission, factory: factory))
         router.add(middleware: CompressionMiddleware(minimumBytes: settings.compression.minimumBytes))
         router.add(middleware: ErrorMiddleware())
         OperationsController(book: book, ingestor: ingestor, registry: registry).addRoutes(to: router)
@@ -99,6 +98,9 @@ public enum PollwireApplication {
         votes.addManagementRoutes(to: management)
         export.addRoutes(to: management)
 
+        let admission = Admission(
+            settings: settings.admission, securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil),
+            factory: factory)
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
         let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
         let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }
@@ -108,7 +110,9 @@ public enum PollwireApplication {
                 let http1 = LiveHTTPChannel(
                     responder: responder,
                     http1: .init(
-                        additionalChannelHandlers: [RequestReadDeadlineHandler(timeout: readTimeout)],
+                        additionalChannelHandlers: [
+                            RequestReadDeadlineHandler(timeout: readTimeout), AdmissionHandler(admission: admission),
+                        ],
                         idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
                     webSocketDeflate: settings.compression.webSocketDeflate)
@@ -120,7 +124,7 @@ public enum PollwireApplication {
                             idleTimeout: settings.idleTimeout,
                             streamConfiguration: .init(
                                 additionalChannelHandlers: PollwireServerChannel.streamHandlers(
-                                    live, readTimeout: readTimeout)))) : nil
+                                    live, admission: admission, readTimeout: readTimeout)))) : nil
                 return PollwireServerChannel(
                     http1: http1, http2: http2, sslContext: sslContext, firstBytesTimeout: idleTimeout)
             },

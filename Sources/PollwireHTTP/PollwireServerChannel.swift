@@ -81,13 +81,16 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
         return self.http1.setup(channel: channel, logger: logger).map { .http1($0) }
     }
 
-    /// The handlers of each HTTP/2 stream: the read deadline, and the SSE endpoint (made on the
-    /// stream's event loop, where Hummingbird calls this).
-    static func streamHandlers(_ live: LiveDependencies, readTimeout: TimeAmount) -> [any RemovableChannelHandler] {
+    /// The handlers of each HTTP/2 stream: the read deadline, the SSE endpoint (made on the
+    /// stream's event loop, where Hummingbird calls this), and admission control.
+    static func streamHandlers(
+        _ live: LiveDependencies, admission: Admission, readTimeout: TimeAmount
+    ) -> [any RemovableChannelHandler] {
         var handlers: [any RemovableChannelHandler] = [RequestReadDeadlineHandler(timeout: readTimeout)]
         if let eventLoop = MultiThreadedEventLoopGroup.currentEventLoop {
             handlers.append(LiveEventsHandler(dependencies: live, eventLoop: eventLoop))
         }
+        handlers.append(AdmissionHandler(admission: admission))
         return handlers
     }
 

@@ -27,9 +27,8 @@ struct VotesController {
     @Sendable func vote(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw Self.notReady }
         let id = try context.parameters.require("id")
-        if let origin = request.headers[.origin], let poll = self.book.poll(id) {
-            try OriginPolicy.check(origin, poll: poll)
-        }
+        let poll = self.book.poll(id)
+        if let origin = request.headers[.origin], let poll { try OriginPolicy.check(origin, poll: poll) }
         // The address limit comes before reading the body: a flood is refused cheaply.
         try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
         let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)
@@ -37,7 +36,9 @@ struct VotesController {
         let checked = try self.intake.command(
             pollID: id, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
             idempotencyKey: idempotencyKey, answers: body.answers)
-        if let voter = checked.command.voter { try self.limits.voteByVoter(voter, poll: id) }
+        if let voter = checked.command.voter {
+            try self.limits.voteByVoter(voter, poll: id, limit: poll?.settings.voterLimit)
+        }
         let outcomes: [VoteOutcome]
         do {
             outcomes = try await self.ingestor.submit([checked.command])

@@ -94,6 +94,26 @@ import Testing
             #expect(tokens == [.created, .created, .tooManyRequests])
         }
     }
+
+    /// A poll can set its own per-voter limit, tighter or looser than the server's.
+    @Test func aPollSetsItsOwnVoterLimit() async throws {
+        let settings = Self.settings { $0.votesPerVoter = .init(rate: 0.2, burst: 2) }
+        try await TestServer.run(settings: settings) { server in
+            let strict = try await server.createPoll(
+                TestServer.lunch(settings: #"{"voterLimit": {"rate": 0.1, "burst": 1}}"#))
+            let loose = try await server.createPoll(
+                TestServer.lunch(settings: #"{"voterLimit": {"rate": 10, "burst": 6}}"#))
+            let vote = #"{"voter": "same", "answers": {"q1": ["a"]}}"#
+            let strictAttempts = try await (0..<2).asyncMap { _ in try await server.vote(strict, vote).status }
+            #expect(strictAttempts == [.created, .tooManyRequests])
+            let looseAttempts = try await (0..<4).asyncMap { _ in try await server.vote(loose, vote).status }
+            #expect(looseAttempts == [.created, .ok, .ok, .ok])
+            let invalid = try await server.request(
+                .post, "/v1/polls", json: TestServer.lunch(settings: #"{"voterLimit": {"rate": 0, "burst": 1}}"#),
+                auth: true)
+            #expect(invalid.status == .unprocessableContent)
+        }
+    }
 }
 
 extension Sequence {

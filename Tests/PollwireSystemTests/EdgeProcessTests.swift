@@ -272,6 +272,8 @@ final class Nginx: @unchecked Sendable {
                         proxy_cache results;
                         proxy_cache_key $uri$is_args$args;
                         proxy_cache_revalidate on;
+                        proxy_cache_use_stale updating;
+                        proxy_cache_background_update on;
                         add_header X-Cache-Status $upstream_cache_status always;
                     }
                 }
