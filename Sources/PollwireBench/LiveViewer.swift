@@ -1,3 +1,4 @@
+import CompressNIO
 import Foundation
 import Histogram
 import NIOCore
@@ -6,6 +7,8 @@ import NIOPosix
 /// Which live transport a viewer uses.
 enum Transport: String, Sendable, CaseIterable {
     case ws
+    /// WebSocket offering permessage-deflate (the server must have compression.webSocketDeflate on).
+    case wsDeflate = "ws-deflate"
     case sse
 }
 
@@ -88,10 +91,11 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
         self.loopStats = self.stats.on(context.eventLoop)
         let request: String
         switch self.transport {
-        case .ws:
+        case .ws, .wsDeflate:
+            let deflate = self.transport == .wsDeflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : ""
             request =
                 "GET /v1/live HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(deflate)\r\n"
         case .sse:
             request = "GET /v1/polls/\(self.pollID)/live HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
         }
@@ -120,13 +124,13 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             self.handshaken = true
-            if self.transport == .ws {
+            if self.transport != .sse {
                 self.send(
                     opcode: 0x1, payload: "{\"type\":\"subscribe\",\"polls\":[\"\(self.pollID)\"]}", context: context)
             }
         }
         switch self.transport {
-        case .ws: self.readFrames(context: context)
+        case .ws, .wsDeflate: self.readFrames(context: context)
         case .sse: self.readEvents(context: context)
         }
         self.buffer.discardReadBytes()
@@ -153,6 +157,16 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
             self.buffer.moveReaderIndex(forwardBy: header)
             let payload = self.buffer.readSlice(length: length)!
             switch first & 0x0F {
+            case 0x1 where first & 0x40 != 0:
+                // Compressed (RSV1): a raw deflate block without its sync-flush tail.
+                var compressed = payload
+                compressed.writeBytes([0x00, 0x00, 0xFF, 0xFF])
+                if let inflater = try? ZlibDecompressor(algorithm: .deflate) {
+                    var inflated = context.channel.allocator.buffer(capacity: 1 << 16)
+                    if (try? inflater.inflate(from: &compressed, to: &inflated)) != nil {
+                        self.received(inflated, context: context)
+                    }
+                }
             case 0x1: self.received(payload, context: context)
             case 0x9: self.send(opcode: 0xA, payload: String(buffer: payload), context: context)
             case 0x8: context.close(promise: nil)
