@@ -10,6 +10,8 @@ enum Transport: String, Sendable, CaseIterable {
     /// WebSocket offering permessage-deflate (the server must have compression.webSocketDeflate on).
     case wsDeflate = "ws-deflate"
     case sse
+    /// Socket.IO (Engine.IO v4 over WebSocket), for the Socket.IO peer.
+    case socketio
 }
 
 /// Counters and the latency histogram of the viewers on ONE event loop: touched only on that
@@ -98,6 +100,10 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(deflate)\r\n"
         case .sse:
             request = "GET /v1/polls/\(self.pollID)/live HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        case .socketio:
+            request =
+                "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
+                + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         }
         context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: request)), promise: nil)
         context.fireChannelActive()
@@ -124,13 +130,13 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             self.handshaken = true
-            if self.transport != .sse {
+            if self.transport == .ws || self.transport == .wsDeflate {
                 self.send(
                     opcode: 0x1, payload: "{\"type\":\"subscribe\",\"polls\":[\"\(self.pollID)\"]}", context: context)
             }
         }
         switch self.transport {
-        case .ws, .wsDeflate: self.readFrames(context: context)
+        case .ws, .wsDeflate, .socketio: self.readFrames(context: context)
         case .sse: self.readEvents(context: context)
         }
         self.buffer.discardReadBytes()
@@ -167,11 +173,38 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
                         self.received(inflated, context: context)
                     }
                 }
+            case 0x1 where self.transport == .socketio: self.socketIO(payload, context: context)
             case 0x1: self.received(payload, context: context)
             case 0x9: self.send(opcode: 0xA, payload: String(buffer: payload), context: context)
             case 0x8: context.close(promise: nil)
             default: break
             }
+        }
+    }
+
+    /// Engine.IO / Socket.IO packets: open ("0{...}") -> connect ("40"); connected ("40{...}") ->
+    /// subscribe; ping ("2") -> pong ("3"); events ("42[\"results\",{...}]") -> the version.
+    private func socketIO(_ payload: ByteBuffer, context: ChannelHandlerContext) {
+        let view = payload.readableBytesView
+        guard let first = view.first else { return }
+        switch first {
+        case UInt8(ascii: "0"):
+            self.send(opcode: 0x1, payload: "40", context: context)
+        case UInt8(ascii: "2"):
+            self.send(opcode: 0x1, payload: "3", context: context)
+        case UInt8(ascii: "4"):
+            guard view.count >= 2 else { return }
+            let second = view[view.index(after: view.startIndex)]
+            if second == UInt8(ascii: "0") {
+                self.send(
+                    opcode: 0x1, payload: "42[\"subscribe\",{\"polls\":[\"\(self.pollID)\"]}]", context: context)
+            } else if second == UInt8(ascii: "2"), view.last == UInt8(ascii: "]") {
+                // 42["results",{...,"version":N}]: drop the closing bracket, read as results JSON.
+                self.received(
+                    payload.getSlice(at: payload.readerIndex, length: payload.readableBytes - 1)!, context: context)
+            }
+        default:
+            break
         }
     }
 
