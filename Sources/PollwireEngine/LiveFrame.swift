@@ -12,6 +12,9 @@ public struct LiveFrame: Sendable {
     public let json: ByteBuffer
     /// The same JSON as one Server-Sent Event: `id: <version>`, `event: results`, `data: ...`.
     public let event: ByteBuffer
+    /// The same JSON as one whole WebSocket text frame, header included: a server's frames are
+    /// not masked, so every viewer gets the very same bytes.
+    public let webSocketFrame: ByteBuffer
     /// When the commit that made this version was applied, for commit -> write latency.
     public let committedAt: ContinuousClock.Instant
     /// The JSON compressed for WebSockets that negotiated permessage-deflate, made by the first
@@ -29,7 +32,30 @@ public struct LiveFrame: Sendable {
         event.writeImmutableBuffer(snapshot.body)
         event.writeString("\n\n")
         self.event = event
+        self.webSocketFrame = Self.webSocketFrame(snapshot.body)
         self.committedAt = committedAt
+    }
+}
+
+extension LiveFrame {
+    /// RFC 6455 §5.2: FIN + text opcode, then the payload length (7 bits, or 126 + 16 bits, or
+    /// 127 + 64 bits), no mask, then the payload.
+    static func webSocketFrame(_ payload: ByteBuffer) -> ByteBuffer {
+        var frame = ByteBuffer()
+        frame.reserveCapacity(payload.readableBytes + 10)
+        frame.writeInteger(UInt8(0x81))
+        let length = payload.readableBytes
+        if length < 126 {
+            frame.writeInteger(UInt8(length))
+        } else if length <= Int(UInt16.max) {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(length))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(length))
+        }
+        frame.writeImmutableBuffer(payload)
+        return frame
     }
 }
 

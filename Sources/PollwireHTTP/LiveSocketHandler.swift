@@ -52,6 +52,9 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     // Event loop only.
     private var context: ChannelHandlerContext?
+    /// The frame encoder's context: results frames, already encoded, are written from there,
+    /// past the encoder (one shared buffer per frame, no header built per viewer).
+    private var encoderContext: ChannelHandlerContext?
     private var subscriptions: Set<String> = []
     private let flow: LiveFlow
     private var message: ByteBuffer?
@@ -77,6 +80,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.encoderContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         self.dependencies.webSocketMetrics.connected()
     }
 
@@ -85,6 +89,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         self.subscriptions.removeAll()
         self.flow.removeAll()
         self.context = nil
+        self.encoderContext = nil
         self.dependencies.webSocketMetrics.disconnected()
     }
 
@@ -191,6 +196,8 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
             let deflated = try? frame.deflated.value(orMake: { try PerMessageDeflate.compress(frame.json) })
         {
             self.write(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated), context: context)
+        } else if let encoderContext = self.encoderContext {
+            encoderContext.write(NIOAny(frame.webSocketFrame), promise: nil)
         } else {
             self.write(WebSocketFrame(fin: true, opcode: .text, data: frame.json), context: context)
         }

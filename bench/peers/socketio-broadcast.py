@@ -23,6 +23,10 @@ polls = {}  # id -> {"total", "version", "dirty"}
 ids = itertools.count(1)
 
 
+def compact(value):
+    return json.dumps(value, separators=(",", ":"))
+
+
 def poll(poll_id):
     return polls.setdefault(poll_id, {"total": 0, "version": 0, "dirty": False})
 
@@ -30,7 +34,7 @@ def poll(poll_id):
 async def create(request):
     poll_id = "p%d" % next(ids)
     poll(poll_id)
-    return web.json_response({"id": poll_id}, status=201)
+    return web.json_response({"id": poll_id}, status=201, dumps=compact)
 
 
 async def batch(request):
@@ -39,7 +43,7 @@ async def batch(request):
     p["total"] += len(ballots)
     p["version"] += 1
     p["dirty"] = True
-    return web.json_response({"results": [{"status": 201, "version": p["version"]}]})
+    return web.json_response({"results": [{"status": 201, "version": p["version"]}]}, dumps=compact)
 
 
 @sio.on("subscribe")
