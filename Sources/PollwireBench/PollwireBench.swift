@@ -9,6 +9,7 @@ import NIOPosix
 ///
 /// - `ingest`: votes, single or in batches, open loop at a rate or closed loop; latency (HDR).
 /// - `read`: results reads, with or without If-None-Match.
+/// - `mixed`: votes and reads at once, open loop, optionally with live viewers.
 /// - `idle`: opens N live viewers and reports the server's resident memory per viewer.
 /// - `fanout`: N live viewers while votes flow at a fixed rate (open loop); reports deliveries
 ///   per second, server CPU per 1000 deliveries, and vote acknowledged -> viewer received latency.
@@ -16,7 +17,7 @@ import NIOPosix
 struct PollwireBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pollwire-bench", abstract: "Load generator for Pollwire.",
-        subcommands: [Ingest.self, Read.self, Idle.self, Fanout.self])
+        subcommands: [Ingest.self, Read.self, Mixed.self, Idle.self, Fanout.self])
 }
 
 struct Target: ParsableArguments {

@@ -373,3 +373,65 @@ struct Read: AsyncParsableCommand {
         try await group.shutdownGracefully()
     }
 }
+
+struct Mixed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Votes and results reads at once (open loop each), optionally with live WebSocket viewers.")
+
+    @Option(help: "Server host (loopback only).") var host = "127.0.0.1"
+    @Option(help: "Server port.") var port: Int
+    @Option(help: "Server process id, to read its memory and CPU from /proc.") var serverPid: Int32?
+    @Option(help: "API key (creates the benchmark poll).") var key: String
+    @Option(help: "Single-vote requests per second.") var voteRate = 2000.0
+    @Option(help: "Results reads per second.") var readRate = 5000.0
+    @Option(help: "Live WebSocket viewers of the same poll.") var viewers = 0
+    @Option(help: "Seconds of load.") var duration = 10.0
+    @Option(help: "Keep-alive connections for each of votes and reads.") var connections = 32
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let admin = try await HTTPConnection.connect(host: self.host, port: self.port, group: group)
+        let pollID = try await createPoll(admin, key: self.key)
+        let stats = ViewerStats(group: group)
+        let channels = try await connectViewers(
+            count: self.viewers, transport: .ws, host: self.host, port: self.port, pollID: pollID,
+            sources: ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"], group: group,
+            ackTimes: AckTimes(capacity: 1), stats: stats)
+        _ = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
+        try await stats.resetLatency(group: group)
+        var voteConnections: [HTTPConnection] = []
+        var readConnections: [HTTPConnection] = []
+        for _ in 0..<max(1, self.connections) {
+            voteConnections.append(try await HTTPConnection.connect(host: self.host, port: self.port, group: group))
+            readConnections.append(try await HTTPConnection.connect(host: self.host, port: self.port, group: group))
+        }
+        let votes = RequestLoad(
+            connections: voteConnections, rate: self.voteRate, duration: self.duration, serverPid: self.serverPid,
+            progress: false)
+        let reads = RequestLoad(
+            connections: readConnections, rate: self.readRate, duration: self.duration, serverPid: nil, progress: false)
+        async let voteReport = votes.run(group: group) { index in
+            .init(
+                method: .POST, path: "/v1/polls/\(pollID)/votes", headers: [("Content-Type", "application/json")],
+                body: ByteBuffer(string: #"{"answers":{"q1":["\#(index % 3 == 0 ? "b" : "a")"]}}"#))
+        }
+        async let readReport = reads.run(group: group) { _ in
+            .init(method: .GET, path: "/v1/polls/\(pollID)/results", headers: [], body: nil)
+        }
+        let (voted, read) = try await (voteReport, readReport)
+        let totals = try await stats.totals(group: group)
+        if self.json {
+            print(
+                #"{"scenario":"mixed","votes":\#(voted.json(scenario: "votes")),"reads":\#(read.json(scenario: "reads")),"#
+                    + #""viewers":\#(totals.ready),"deliveries":\#(totals.frames)}"#)
+        } else {
+            print(voted.table(scenario: "mixed: votes"))
+            print(read.table(scenario: "mixed: reads"))
+            if self.viewers > 0 { print("viewers: \(totals.ready), deliveries: \(totals.frames)") }
+        }
+        for channel in channels { channel.close(promise: nil) }
+        for connection in voteConnections + readConnections { connection.channel.close(promise: nil) }
+        try await group.shutdownGracefully()
+    }
+}
