@@ -185,7 +185,8 @@ struct Fanout: AsyncParsableCommand {
                     + #""rate":\#(self.rate),"acked_votes":\#(acked.value),"deliveries":\#(totals.frames),"#
                     + #""deliveries_per_second":\#(Int(deliveriesPerSecond)),"server_cpu_seconds":\#(cpu ?? 0),"#
                     + #""cpu_seconds_per_1000_deliveries":\#(cpuPerThousand ?? 0),"#
-                    + #""p50_ms":\#(ms(50)),"p90_ms":\#(ms(90)),"p99_ms":\#(ms(99)),"max_ms":\#(Double(latency.maxRecorded) / 1e6),"#
+                    + #""p50_ms":\#(ms(50)),"p90_ms":\#(ms(90)),"p99_ms":\#(ms(99)),"p999_ms":\#(ms(99.9)),"#
+                    + #""max_ms":\#(Double(latency.maxRecorded) / 1e6),"#
                     + #""closed":\#(totals.closed),"sending_seconds":\#(Double(sending.components.seconds))}"#)
         } else {
             print(
@@ -197,8 +198,9 @@ struct Fanout: AsyncParsableCommand {
             }
             print(
                 String(
-                    format: "vote ack -> viewer receipt: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", ms(50),
-                    ms(90), ms(99), Double(latency.maxRecorded) / 1e6))
+                    format:
+                        "vote ack -> viewer receipt: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
+                    ms(50), ms(90), ms(99), ms(99.9), Double(latency.maxRecorded) / 1e6))
             if totals.closed > 0 { print("viewers closed by the server: \(totals.closed)") }
         }
         for channel in channels { channel.close(promise: nil) }

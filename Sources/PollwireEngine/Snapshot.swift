@@ -12,6 +12,8 @@ public struct Snapshot: Sendable {
     /// `W/"<poll>-<version>"`, or `W/"<poll>-<version>-h"` for the redacted variant: weak,
     /// because the same results may be sent gzip-compressed or not.
     public let etag: String
+    /// `poll-<poll>`: the key a CDN purges this poll's cached results by.
+    public let surrogateKey: String
 
     public init(pollID: String, version: Int64, hidden: Bool, body: ByteBuffer) {
         self.pollID = pollID
@@ -19,5 +21,6 @@ public struct Snapshot: Sendable {
         self.hidden = hidden
         self.body = body
         self.etag = hidden ? "W/\"\(pollID)-\(version)-h\"" : "W/\"\(pollID)-\(version)\""
+        self.surrogateKey = "poll-" + pollID
     }
 }

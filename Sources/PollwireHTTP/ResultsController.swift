@@ -12,6 +12,16 @@ struct ResultsController {
     let signer: Signer
     let settings: PollwireSettings
     let now: @Sendable () -> Date
+    /// The server's default `Cache-Control`, formatted once (most polls use it).
+    let defaultCacheControl: String
+
+    init(book: TallyBook, signer: Signer, settings: PollwireSettings, now: @escaping @Sendable () -> Date) {
+        self.book = book
+        self.signer = signer
+        self.settings = settings
+        self.now = now
+        self.defaultCacheControl = settings.resultsCache.cacheControl
+    }
 
     static let maxPollsPerRequest = 100
 
@@ -30,7 +40,7 @@ struct ResultsController {
         let headers: HTTPFields = [
             .eTag: snapshot.etag,
             .cacheControl: self.cacheControl(poll.settings.cache, privately: privately),
-            .surrogateKey: "poll-\(id)",
+            .surrogateKey: snapshot.surrogateKey,
             .vary: "Pollwire-Receipt",
         ]
         if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: snapshot.etag) {
@@ -63,7 +73,7 @@ struct ResultsController {
         let etag = Self.combinedETag(snapshots, missing: missing)
         let headers: HTTPFields = [
             .eTag: etag, .cacheControl: self.cacheControl(cache, privately: privately),
-            .surrogateKey: snapshots.map { "poll-\($0.pollID)" }.joined(separator: " "),
+            .surrogateKey: snapshots.map(\.surrogateKey).joined(separator: " "),
             .vary: "Pollwire-Receipt",
         ]
         if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: etag) {
@@ -105,7 +115,8 @@ struct ResultsController {
     /// A receipt holder's results are theirs alone; everyone else's may be cached, for the
     /// poll's lifetimes or the server's.
     func cacheControl(_ cache: ResultsCache?, privately: Bool) -> String {
-        privately ? "private, no-cache" : (cache ?? self.settings.resultsCache).cacheControl
+        if privately { return "private, no-cache" }
+        return cache?.cacheControl ?? self.defaultCacheControl
     }
 
     /// Lifetimes for several polls at once: the shortest of each.

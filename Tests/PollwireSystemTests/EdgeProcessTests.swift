@@ -117,11 +117,7 @@ import Testing
             .post, "/v1/polls/\(short)/votes", #"{"voter": "a", "answers": {"q1": ["a"]}}"#)
         #expect(vote.status == .created)
         #expect(try fetch(nginxPort, path).version == 0, "fresh within the TTL: the cached copy")
-        var fresh = try fetch(nginxPort, path)
-        while fresh.version == 0, ContinuousClock.now - voted < .seconds(5) {
-            try await Task.sleep(for: .milliseconds(100))
-            fresh = try fetch(nginxPort, path)
-        }
+        let fresh = try await fetchUntilChanged(nginxPort, path, since: voted)
         #expect(fresh.version == 1)
         #expect(ContinuousClock.now - voted < .seconds(3.5), "the new version showed once the 2 s TTL ended")
         try await direct.shutdown()
@@ -150,11 +146,7 @@ import Testing
         #expect(try fetch(nginxPort, longPath).cache == "HIT")
         let purgeVote = ContinuousClock.now
         _ = try await client.json(.post, "/v1/polls/\(long)/votes", #"{"voter": "b", "answers": {"q1": ["b"]}}"#)
-        var purged = try fetch(nginxPort, longPath)
-        while purged.version == 0, ContinuousClock.now - purgeVote < .seconds(5) {
-            try await Task.sleep(for: .milliseconds(50))
-            purged = try fetch(nginxPort, longPath)
-        }
+        let purged = try await fetchUntilChanged(nginxPort, longPath, since: purgeVote)
         #expect(purged.version == 1)
         #expect(ContinuousClock.now - purgeVote < .seconds(2), "purged, not expired: the TTL is 60 s")
         #expect(try await client.json(.get, "/metrics").text.contains(#"pollwire_purge_requests_total{result="ok"}"#))
@@ -219,6 +211,16 @@ struct Fetched {
     var version: Int? {
         (try? JSONSerialization.jsonObject(with: Data(self.body.utf8)) as? [String: Any])?["version"] as? Int
     }
+}
+
+/// GETs `path` every 50 ms until its version is no longer 0, at most 5 s after `since`.
+func fetchUntilChanged(_ port: Int, _ path: String, since: ContinuousClock.Instant) async throws -> Fetched {
+    var fetched = try fetch(port, path)
+    while fetched.version == 0, ContinuousClock.now - since < .seconds(5) {
+        try await Task.sleep(for: .milliseconds(50))
+        fetched = try fetch(port, path)
+    }
+    return fetched
 }
 
 /// One GET through curl: response head and body.
