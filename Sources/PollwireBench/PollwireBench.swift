@@ -20,16 +20,21 @@ struct PollwireBench: AsyncParsableCommand {
         subcommands: [Ingest.self, Read.self, Mixed.self, Idle.self, Fanout.self])
 }
 
-struct Target: ParsableArguments {
+/// The server under load, and how to report: shared by every scenario.
+struct ServerOptions: ParsableArguments {
     @Option(help: "Server host (loopback only).") var host = "127.0.0.1"
     @Option(help: "Server port.") var port: Int
     @Option(help: "Server process id, to read its memory and CPU from /proc.") var serverPid: Int32?
     @Option(help: "API key, to create the benchmark poll and send batch votes.") var key: String
-    @Option(help: "Live transport: ws or sse.") var transport: Transport = .ws
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+}
+
+struct Target: ParsableArguments {
+    @OptionGroup var server: ServerOptions
+    @Option(help: "Live transport: ws, ws-deflate, sse or socketio.") var transport: Transport = .ws
     @Option(help: "Number of live viewers.") var viewers = 1000
     @Option(help: "Loopback source addresses to spread viewers over (127.0.0.1 ... 127.0.0.N).") var sources = 4
     @Option(help: "Client event loop threads.") var threads = 1
-    @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     var sourceAddresses: [String] { (1...max(1, min(self.sources, 250))).map { "127.0.0.\($0)" } }
 }
@@ -73,22 +78,23 @@ struct Idle: AsyncParsableCommand {
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
-        let admin = try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: group)
-        let pollID = try await createPoll(admin, key: self.target.key)
-        let before = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let admin = try await HTTPConnection.connect(
+            host: self.target.server.host, port: self.target.server.port, group: group)
+        let pollID = try await createPoll(admin, key: self.target.server.key)
+        let before = self.target.server.serverPid.flatMap { ProcessStats(pid: $0) }
         let stats = ViewerStats(group: group)
         let channels = try await connectViewers(
-            count: self.target.viewers, transport: self.target.transport, host: self.target.host,
-            port: self.target.port,
+            count: self.target.viewers, transport: self.target.transport, host: self.target.server.host,
+            port: self.target.server.port,
             pollID: pollID, sources: self.target.sourceAddresses, group: group, ackTimes: AckTimes(capacity: 1),
             stats: stats)
         let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
         try await Task.sleep(for: .seconds(2))
-        let after = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let after = self.target.server.serverPid.flatMap { ProcessStats(pid: $0) }
         let perViewer = before.flatMap { before in
             after.map { Double($0.residentBytes - before.residentBytes) / Double(max(1, ready)) }
         }
-        if self.target.json {
+        if self.target.server.json {
             print(
                 #"{"scenario":"idle","transport":"\#(self.target.transport.rawValue)","viewers":\#(ready),"#
                     + #""rss_before":\#(before?.residentBytes ?? 0),"rss_after":\#(after?.residentBytes ?? 0),"#
@@ -118,16 +124,17 @@ struct Fanout: AsyncParsableCommand {
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
-        let admin = try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: group)
-        let pollID = try await createPoll(admin, key: self.target.key)
+        let admin = try await HTTPConnection.connect(
+            host: self.target.server.host, port: self.target.server.port, group: group)
+        let pollID = try await createPoll(admin, key: self.target.server.key)
         let tick = Duration.milliseconds(10)
         let ticks = Int(self.duration * 100)
         let perTick = max(1, Int((self.rate / 100).rounded()))
         let ackTimes = AckTimes(capacity: ticks + 16)
         let stats = ViewerStats(group: group)
         let channels = try await connectViewers(
-            count: self.target.viewers, transport: self.target.transport, host: self.target.host,
-            port: self.target.port,
+            count: self.target.viewers, transport: self.target.transport, host: self.target.server.host,
+            port: self.target.server.port,
             pollID: pollID, sources: self.target.sourceAddresses, group: group, ackTimes: ackTimes, stats: stats)
         let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
         try await stats.resetLatency(group: group)
@@ -138,12 +145,13 @@ struct Fanout: AsyncParsableCommand {
         var senders: [HTTPConnection] = []
         for _ in 0..<max(1, self.voteConnections) {
             senders.append(
-                try await HTTPConnection.connect(host: self.target.host, port: self.target.port, group: voteGroup))
+                try await HTTPConnection.connect(
+                    host: self.target.server.host, port: self.target.server.port, group: voteGroup))
         }
         let acked = ManagedCounter()
-        let before = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let before = self.target.server.serverPid.flatMap { ProcessStats(pid: $0) }
         let started = ContinuousClock.now
-        let headers = [("Authorization", "Bearer \(self.target.key)"), ("Content-Type", "application/json")]
+        let headers = [("Authorization", "Bearer \(self.target.server.key)"), ("Content-Type", "application/json")]
         for index in 0..<ticks {
             try await Task.sleep(until: started.advanced(by: tick * index), clock: .continuous)
             var body = "{\"ballots\":["
@@ -170,7 +178,7 @@ struct Fanout: AsyncParsableCommand {
         }
         let sending = ContinuousClock.now - started
         try await Task.sleep(for: .seconds(1))
-        let after = self.target.serverPid.flatMap { ProcessStats(pid: $0) }
+        let after = self.target.server.serverPid.flatMap { ProcessStats(pid: $0) }
         let elapsed = ContinuousClock.now - started
         let totals = try await stats.totals(group: group)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -179,7 +187,7 @@ struct Fanout: AsyncParsableCommand {
         func ms(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1e6 }
         let deliveriesPerSecond = Double(totals.frames) / seconds
         let cpuPerThousand = cpu.map { $0 / Double(max(1, totals.frames)) * 1000 }
-        if self.target.json {
+        if self.target.server.json {
             print(
                 #"{"scenario":"fanout","transport":"\#(self.target.transport.rawValue)","viewers":\#(ready),"#
                     + #""rate":\#(self.rate),"acked_votes":\#(acked.value),"deliveries":\#(totals.frames),"#

@@ -266,17 +266,13 @@ final class PeakMemory: @unchecked Sendable {
 
 /// Options of the request scenarios.
 struct LoadOptions: ParsableArguments {
-    @Option(help: "Server host (loopback only).") var host = "127.0.0.1"
-    @Option(help: "Server port.") var port: Int
-    @Option(help: "Server process id, to read its memory and CPU from /proc.") var serverPid: Int32?
-    @Option(help: "API key (creates the benchmark poll; batch votes).") var key: String
+    @OptionGroup var server: ServerOptions
     @Option(help: "Requests per second, open loop; 0 for closed loop (as fast as answered).") var rate = 0.0
     @Option(help: "Seconds of load.") var duration = 10.0
     @Option(help: "Keep-alive connections.") var connections = 64
     @Option(help: "Loopback source addresses to spread connections over (127.0.0.1 ... 127.0.0.N).") var sources = 1
     @Option(help: "Client event loop threads.") var threads = 1
     @Option(help: "Poll to use; by default a new one is created.") var poll: String?
-    @Flag(help: "Print one JSON object instead of the table.") var json = false
     @Flag(help: "A progress line on standard error every second.") var progress = false
 
     func connect(group: MultiThreadedEventLoopGroup) async throws -> [HTTPConnection] {
@@ -285,21 +281,22 @@ struct LoadOptions: ParsableArguments {
         for index in 0..<max(1, self.connections) {
             connections.append(
                 try await HTTPConnection.connect(
-                    host: self.host, port: self.port, group: group, source: "127.0.0.\(index % sources + 1)"))
+                    host: self.server.host, port: self.server.port, group: group,
+                    source: "127.0.0.\(index % sources + 1)"))
         }
         return connections
     }
 
     func pollID(group: MultiThreadedEventLoopGroup) async throws -> String {
         if let poll { return poll }
-        let admin = try await HTTPConnection.connect(host: self.host, port: self.port, group: group)
+        let admin = try await HTTPConnection.connect(host: self.server.host, port: self.server.port, group: group)
         defer { admin.channel.close(promise: nil) }
-        return try await createPoll(admin, key: self.key)
+        return try await createPoll(admin, key: self.server.key)
     }
 
     func load(_ connections: [HTTPConnection]) -> RequestLoad {
         RequestLoad(
-            connections: connections, rate: self.rate, duration: self.duration, serverPid: self.serverPid,
+            connections: connections, rate: self.rate, duration: self.duration, serverPid: self.server.serverPid,
             progress: self.progress)
     }
 }
@@ -317,7 +314,7 @@ struct Ingest: AsyncParsableCommand {
         let pollID = try await self.options.pollID(group: group)
         let connections = try await self.options.connect(group: group)
         let batch = max(1, self.batch)
-        let key = self.options.key
+        let key = self.options.server.key
         var report = try await self.options.load(connections).run(group: group) { index in
             if batch == 1 {
                 return .init(
@@ -337,7 +334,8 @@ struct Ingest: AsyncParsableCommand {
         }
         report.unitsPerRequest = batch
         let extra = [("batch", "\(batch)"), ("rate", "\(self.options.rate)"), ("connections", "\(connections.count)")]
-        print(self.options.json ? report.json(scenario: "ingest", extra: extra) : report.table(scenario: "ingest"))
+        print(
+            self.options.server.json ? report.json(scenario: "ingest", extra: extra) : report.table(scenario: "ingest"))
         for connection in connections { connection.channel.close(promise: nil) }
         try await group.shutdownGracefully()
     }
@@ -368,7 +366,7 @@ struct Read: AsyncParsableCommand {
             .init(method: .GET, path: path, headers: fixed, body: nil)
         }
         let extra = [("revalidate", "\(self.revalidate)"), ("rate", "\(self.options.rate)")]
-        print(self.options.json ? report.json(scenario: "read", extra: extra) : report.table(scenario: "read"))
+        print(self.options.server.json ? report.json(scenario: "read", extra: extra) : report.table(scenario: "read"))
         for connection in connections { connection.channel.close(promise: nil) }
         try await group.shutdownGracefully()
     }
@@ -378,24 +376,20 @@ struct Mixed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Votes and results reads at once (open loop each), optionally with live WebSocket viewers.")
 
-    @Option(help: "Server host (loopback only).") var host = "127.0.0.1"
-    @Option(help: "Server port.") var port: Int
-    @Option(help: "Server process id, to read its memory and CPU from /proc.") var serverPid: Int32?
-    @Option(help: "API key (creates the benchmark poll).") var key: String
+    @OptionGroup var server: ServerOptions
     @Option(help: "Single-vote requests per second.") var voteRate = 2000.0
     @Option(help: "Results reads per second.") var readRate = 5000.0
     @Option(help: "Live WebSocket viewers of the same poll.") var viewers = 0
     @Option(help: "Seconds of load.") var duration = 10.0
     @Option(help: "Keep-alive connections for each of votes and reads.") var connections = 32
-    @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let admin = try await HTTPConnection.connect(host: self.host, port: self.port, group: group)
-        let pollID = try await createPoll(admin, key: self.key)
+        let admin = try await HTTPConnection.connect(host: self.server.host, port: self.server.port, group: group)
+        let pollID = try await createPoll(admin, key: self.server.key)
         let stats = ViewerStats(group: group)
         let channels = try await connectViewers(
-            count: self.viewers, transport: .ws, host: self.host, port: self.port, pollID: pollID,
+            count: self.viewers, transport: .ws, host: self.server.host, port: self.server.port, pollID: pollID,
             sources: ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"], group: group,
             ackTimes: AckTimes(capacity: 1), stats: stats)
         _ = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
@@ -403,11 +397,14 @@ struct Mixed: AsyncParsableCommand {
         var voteConnections: [HTTPConnection] = []
         var readConnections: [HTTPConnection] = []
         for _ in 0..<max(1, self.connections) {
-            voteConnections.append(try await HTTPConnection.connect(host: self.host, port: self.port, group: group))
-            readConnections.append(try await HTTPConnection.connect(host: self.host, port: self.port, group: group))
+            voteConnections.append(
+                try await HTTPConnection.connect(host: self.server.host, port: self.server.port, group: group))
+            readConnections.append(
+                try await HTTPConnection.connect(host: self.server.host, port: self.server.port, group: group))
         }
         let votes = RequestLoad(
-            connections: voteConnections, rate: self.voteRate, duration: self.duration, serverPid: self.serverPid,
+            connections: voteConnections, rate: self.voteRate, duration: self.duration,
+            serverPid: self.server.serverPid,
             progress: false)
         let reads = RequestLoad(
             connections: readConnections, rate: self.readRate, duration: self.duration, serverPid: nil, progress: false)
@@ -421,7 +418,7 @@ struct Mixed: AsyncParsableCommand {
         }
         let (voted, read) = try await (voteReport, readReport)
         let totals = try await stats.totals(group: group)
-        if self.json {
+        if self.server.json {
             print(
                 #"{"scenario":"mixed","votes":\#(voted.json(scenario: "votes")),"reads":\#(read.json(scenario: "reads")),"#
                     + #""viewers":\#(totals.ready),"deliveries":\#(totals.frames)}"#)

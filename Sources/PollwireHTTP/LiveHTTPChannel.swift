@@ -51,6 +51,8 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            // Whether the 101 accepted permessage-deflate: decided once, used by the handler.
+            let deflate = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let dependencies = self.dependencies
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.maxFrameSize,
@@ -62,6 +64,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     var headers = Self.upgradeHeaders(dependencies)
                     if self.webSocketDeflate, PerMessageDeflate.isOffered(head.headers) {
                         headers.add(name: "Sec-WebSocket-Extensions", value: PerMessageDeflate.accepted)
+                        deflate.value = true
                     }
                     return channel.eventLoop.makeSucceededFuture(headers)
                 },
@@ -71,7 +74,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                             LiveSocketHandler(
                                 dependencies: dependencies, eventLoop: channel.eventLoop,
                                 origin: head.headers.first(name: "origin"),
-                                deflate: self.webSocketDeflate && PerMessageDeflate.isOffered(head.headers)))
+                                deflate: deflate.value))
                         return UpgradeResult.webSocket
                     }
                 })

@@ -116,7 +116,8 @@ struct ResultsController {
     /// poll's lifetimes or the server's.
     func cacheControl(_ cache: ResultsCache?, privately: Bool) -> String {
         if privately { return "private, no-cache" }
-        return cache?.cacheControl ?? self.defaultCacheControl
+        guard let cache, cache != self.settings.resultsCache else { return self.defaultCacheControl }
+        return cache.cacheControl
     }
 
     /// Lifetimes for several polls at once: the shortest of each.

@@ -26,7 +26,17 @@ struct VoteIntake: Sendable {
     func command(
         pollID: String, voter: String?, device: String?, idempotencyKey: String?, answers: [String: Answer]
     ) throws(APIError) -> Checked {
-        guard let poll = self.book.poll(pollID) else { throw .notFound("poll") }
+        try self.command(
+            pollID: pollID, poll: self.book.poll(pollID), voter: voter, device: device,
+            idempotencyKey: idempotencyKey, answers: answers)
+    }
+
+    /// The same, for a caller that already looked the poll up (nil: it does not exist).
+    func command(
+        pollID: String, poll: Poll?, voter: String?, device: String?, idempotencyKey: String?,
+        answers: [String: Answer]
+    ) throws(APIError) -> Checked {
+        guard let poll else { throw .notFound("poll") }
         guard poll.phase(at: self.now()) == .open else {
             throw APIError(.forbidden, .pollNotOpen, "the poll is not open for votes")
         }

@@ -34,7 +34,7 @@ struct VotesController {
         let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)
         let idempotencyKey = request.headers[.idempotencyKey]
         let checked = try self.intake.command(
-            pollID: id, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
+            pollID: id, poll: poll, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
             idempotencyKey: idempotencyKey, answers: body.answers)
         if let voter = checked.command.voter {
             try self.limits.voteByVoter(voter, poll: id, limit: poll?.settings.voterLimit)

@@ -169,16 +169,9 @@ import Testing
         settings.admission.maxInFlight = 2
         settings.admission.retryAfterSeconds = 3
         let gate = Gate()
-        try await TestServer.run(
-            settings: settings,
-            voteStore: { database in HeldVoteStore(base: SQLiteVoteStore(database: database), gate: gate) }
-        ) { server in
+        try await TestServer.run(settings: settings, voteStore: gate.heldStore) { server in
             let poll = try await server.createPoll()
-            let port = try #require(server.client.port)
-            let first = Task { try await rawVote(port: port, poll: poll, voter: "1") }
-            try await waitFor { gate.waiting }
-            let second = Task { try await rawVote(port: port, poll: poll, voter: "2") }
-            try await waitFor { server.parts.ingestor.queuedBallots == 1 }
+            let (first, second) = try await holdOneVoteAndQueueAnother(server, gate: gate, poll: poll)
             let started = ContinuousClock.now
             let refused = try await server.vote(poll, #"{"voter": "3", "answers": {"q1": ["a"]}}"#)
             #expect(refused.status == .serviceUnavailable)

@@ -63,17 +63,10 @@ import Testing
         settings.ingest = .init(maxBatch: 1, queueCapacity: 1)
         settings.retryAfterSeconds = 2
         let gate = Gate()
-        try await TestServer.run(
-            settings: settings,
-            voteStore: { database in HeldVoteStore(base: SQLiteVoteStore(database: database), gate: gate) }
-        ) { server in
+        try await TestServer.run(settings: settings, voteStore: gate.heldStore) { server in
             let poll = try await server.createPoll()
-            let port = try #require(server.client.port)
             // One vote held inside the commit, one in the queue: the third is shed.
-            let held = Task { try await rawVote(port: port, poll: poll, voter: "1") }
-            try await waitFor { gate.waiting }
-            let queued = Task { try await rawVote(port: port, poll: poll, voter: "2") }
-            try await waitFor { server.parts.ingestor.queuedBallots == 1 }
+            let (held, queued) = try await holdOneVoteAndQueueAnother(server, gate: gate, poll: poll)
             let shed = try await server.vote(poll, #"{"voter": "3", "answers": {"q1": ["a"]}}"#)
             #expect(shed.status == .serviceUnavailable)
             #expect(shed.headers[.retryAfter] == "2")
@@ -138,6 +131,26 @@ final class Gate: @unchecked Sendable {
         }
         continuation?.resume()
     }
+}
+
+extension Gate {
+    /// The real SQLite vote store behind this gate (for `TestServer.run(voteStore:)`).
+    var heldStore: @Sendable (SQLiteDatabase) -> any VoteStore {
+        { database in HeldVoteStore(base: SQLiteVoteStore(database: database), gate: self) }
+    }
+}
+
+/// Votes for voters "1" and "2", each on its own connection: the first is held inside the
+/// commit by `gate`, the second waits in the ingest queue behind it.
+func holdOneVoteAndQueueAnother(
+    _ server: TestServer, gate: Gate, poll: String
+) async throws -> (held: Task<String, any Error>, queued: Task<String, any Error>) {
+    let port = try #require(server.client.port)
+    let held = Task { try await rawVote(port: port, poll: poll, voter: "1") }
+    try await waitFor { gate.waiting }
+    let queued = Task { try await rawVote(port: port, poll: poll, voter: "2") }
+    try await waitFor { server.parts.ingestor.queuedBallots == 1 }
+    return (held, queued)
 }
 
 /// The real SQLite vote store, with every commit passing the gate first.
