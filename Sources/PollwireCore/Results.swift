@@ -5,6 +5,9 @@ public struct Results: Encodable, Sendable, Equatable {
     public var total: Int64
     /// True when the viewer may see only the number of ballots (see `PollSettings.Visibility`).
     public var hidden: Bool
+    /// Present (true) only while the server may be behind the store: a cluster node cut off
+    /// from PostgreSQL serves what it last knew.
+    public var stale: Bool?
     public var questions: [QuestionResults]?
 
     /// Results of one question; which fields are present depends on its kind.
@@ -47,7 +50,7 @@ public struct Results: Encodable, Sendable, Equatable {
 extension Results {
     /// Only the number of ballots: what a viewer sees while the results are hidden.
     public static func hidden(poll: String, version: Int64, total: Int64) -> Results {
-        Results(poll: poll, version: version, total: total, hidden: true, questions: nil)
+        Results(poll: poll, version: version, total: total, hidden: true, stale: nil, questions: nil)
     }
 
     /// Full results of `poll` from its tally.

@@ -10,6 +10,10 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let shuttingDown = Code(name: "shutting_down")
         /// The store failed the transaction; nothing of the batch was stored.
         public static let storageFailure = Code(name: "storage_failure")
+        /// The store did not answer within the commit deadline, or the circuit breaker is open
+        /// after repeated failures. The vote is not acknowledged; a retry with the same
+        /// `Idempotency-Key` is safe (if a late commit stored it, the retry replays it).
+        public static let storeUnavailable = Code(name: "store_unavailable")
 
         public var description: String { self.name }
     }

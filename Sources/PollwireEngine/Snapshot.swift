@@ -7,20 +7,23 @@ public struct Snapshot: Sendable {
     public let version: Int64
     /// True for the redacted variant (only the number of ballots).
     public let hidden: Bool
+    /// True when it was made while the counters may be behind the store (`"stale": true`).
+    public let stale: Bool
     /// The JSON body. Shared: every reader gets the same storage, no copy.
     public let body: ByteBuffer
-    /// `W/"<poll>-<version>"`, or `W/"<poll>-<version>-h"` for the redacted variant: weak,
+    /// `W/"<poll>-<version>"`, `-h` added for the redacted variant and `-s` for a stale one: weak,
     /// because the same results may be sent gzip-compressed or not.
     public let etag: String
     /// `poll-<poll>`: the key a CDN purges this poll's cached results by.
     public let surrogateKey: String
 
-    public init(pollID: String, version: Int64, hidden: Bool, body: ByteBuffer) {
+    public init(pollID: String, version: Int64, hidden: Bool, stale: Bool = false, body: ByteBuffer) {
         self.pollID = pollID
         self.version = version
         self.hidden = hidden
+        self.stale = stale
         self.body = body
-        self.etag = hidden ? "W/\"\(pollID)-\(version)-h\"" : "W/\"\(pollID)-\(version)\""
+        self.etag = "W/\"\(pollID)-\(version)\(hidden ? "-h" : "")\(stale ? "-s" : "")\""
         self.surrogateKey = "poll-" + pollID
     }
 }

@@ -17,10 +17,20 @@ public final class TallyBook: Sendable {
         var latestText: [String: [String]]
         var full: Snapshot?
         var hidden: Snapshot?
+        /// Changes beyond `version + 1`, oldest first, waiting for the ones before them: in a
+        /// cluster another node's commit may arrive after this node's later one.
+        var pending: [PollChange] = []
+        /// Since when `pending` has waited; a gap that stays is closed by a resync from the store.
+        var gapSince: ContinuousClock.Instant?
     }
+
+    /// Most changes held per poll while waiting for a gap to close; beyond it they are dropped
+    /// and only a resync from the store closes the gap.
+    static let maxPending = 256
 
     private let entries = Mutex<[String: Entry]>([:])
     private let loaded = Atomic<Bool>(false)
+    private let stale = Atomic<Bool>(false)
     /// How many text answers per question are kept for results.
     public let latestTextLimit: Int
 
@@ -85,17 +95,100 @@ public final class TallyBook: Sendable {
 
     // MARK: Counting
 
-    /// Applies committed changes. A change older than what the book holds is ignored, so
-    /// applying the same change twice (as a change feed may) does nothing.
+    /// Applies committed changes, each exactly once and in version order: a change at or below
+    /// the book's version is ignored (a change feed repeats this node's own commits), one that
+    /// skips versions waits in `pending` until the missing ones arrive (or a resync).
     public func apply(_ changes: [PollChange]) {
         let limit = self.latestTextLimit
         self.entries.withLock { entries in
             for change in changes {
                 guard let version = entries[change.pollID]?.version, change.version > version else { continue }
                 // Mutated in place through the dictionary: no copy of the counters.
-                Self.apply(change, to: &entries[change.pollID]!, latestTextLimit: limit)
+                if change.version == version + 1 {
+                    Self.apply(change, to: &entries[change.pollID]!, latestTextLimit: limit)
+                    if !entries[change.pollID]!.pending.isEmpty {
+                        Self.drainPending(&entries[change.pollID]!, latestTextLimit: limit)
+                    }
+                } else {
+                    Self.hold(change, in: &entries[change.pollID]!)
+                }
             }
         }
+    }
+
+    private static func hold(_ change: PollChange, in entry: inout Entry) {
+        if entry.gapSince == nil { entry.gapSince = .now }
+        guard entry.pending.count < Self.maxPending,
+            !entry.pending.contains(where: { $0.version == change.version })
+        else { return }
+        let index = entry.pending.firstIndex { $0.version > change.version } ?? entry.pending.endIndex
+        entry.pending.insert(change, at: index)
+    }
+
+    /// Applies the held changes that follow the book's version, and drops the ones it passed.
+    private static func drainPending(_ entry: inout Entry, latestTextLimit: Int) {
+        while let first = entry.pending.first, first.version <= entry.version + 1 {
+            entry.pending.removeFirst()
+            if first.version == entry.version + 1 { Self.apply(first, to: &entry, latestTextLimit: latestTextLimit) }
+        }
+        if entry.pending.isEmpty { entry.gapSince = nil }
+    }
+
+    /// Polls whose held changes have waited longer than `age` for the ones before them.
+    public func gaps(olderThan age: Duration) -> [String] {
+        let now = ContinuousClock.now
+        return self.entries.withLock { entries in
+            entries.compactMap { id, entry in entry.gapSince.flatMap { now - $0 > age ? id : nil } }
+        }
+    }
+
+    /// Every poll's version: what a node compares with the store after it missed changes.
+    public func versions() -> [String: Int64] {
+        self.entries.withLock { $0.mapValues(\.version) }
+    }
+
+    /// Replaces a poll's counters with the store's when the store is ahead (or the poll is new
+    /// here), then applies the held changes that follow. Returns whether anything changed.
+    @discardableResult
+    public func resync(_ stored: StoredPoll) -> Bool {
+        let limit = self.latestTextLimit
+        return self.entries.withLock { entries in
+            var entry =
+                entries[stored.poll.id]
+                ?? Entry(poll: stored.poll, version: -1, tally: Tally(), latestText: [:])
+            guard stored.version > entry.version || entry.poll != stored.poll else { return false }
+            if stored.version > entry.version {
+                entry.version = stored.version
+                entry.tally = stored.tally
+                entry.latestText = stored.latestText.mapValues { Array($0.prefix(limit)) }
+            }
+            entry.poll = stored.poll
+            entry.full = nil
+            entry.hidden = nil
+            Self.drainPending(&entry, latestTextLimit: limit)
+            entries[stored.poll.id] = entry
+            return true
+        }
+    }
+
+    // MARK: Staleness
+
+    /// Whether the counters may be behind the store (a cluster node cut off from PostgreSQL):
+    /// results then say `"stale": true`.
+    public var isStale: Bool { self.stale.load(ordering: .acquiring) }
+
+    /// Marks the results stale or fresh; encoded snapshots are dropped when it changes. Returns
+    /// whether it changed.
+    @discardableResult
+    public func setStale(_ stale: Bool) -> Bool {
+        guard self.stale.exchange(stale, ordering: .acquiringAndReleasing) != stale else { return false }
+        self.entries.withLock { entries in
+            for id in entries.keys {
+                entries[id]!.full = nil
+                entries[id]!.hidden = nil
+            }
+        }
+        return true
     }
 
     private static func apply(_ change: PollChange, to entry: inout Entry, latestTextLimit: Int) {
@@ -126,16 +219,20 @@ public final class TallyBook: Sendable {
             return (entry, hidden ? entry.hidden : entry.full)
         }
         guard let (entry, cached) = found else { return nil }
-        if let cached, cached.version == entry.version { return cached }
+        let stale = self.isStale
+        if let cached, cached.version == entry.version, cached.stale == stale { return cached }
 
-        let results =
+        var results =
             hidden
             ? Results.hidden(poll: id, version: entry.version, total: entry.tally.ballots)
             : Results(poll: entry.poll, version: entry.version, tally: entry.tally, latestText: entry.latestText)
+        if stale { results.stale = true }
         let snapshot = Snapshot(
-            pollID: id, version: entry.version, hidden: hidden, body: Self.encode(results))
+            pollID: id, version: entry.version, hidden: hidden, stale: stale, body: Self.encode(results))
         self.entries.withLock { entries in
-            guard var current = entries[id], current.version == snapshot.version else { return }
+            guard var current = entries[id], current.version == snapshot.version, self.isStale == stale else {
+                return
+            }
             if hidden { current.hidden = snapshot } else { current.full = snapshot }
             entries[id] = current
         }

@@ -27,11 +27,27 @@ public final class VoteIngestor: Service, Sendable {
         public var maxDelay: Duration
         /// Most ballots waiting in the queue; beyond it `submit` fails with `.overloaded`. Default 65536.
         public var queueCapacity: Int
+        /// How long a commit may take before its votes are answered `.storeUnavailable`; nil (the
+        /// default, right for the embedded store) waits as long as the store does. A commit past
+        /// its deadline may still complete in the store: its votes were not acknowledged, and a
+        /// retry with the same Idempotency-Key replays them.
+        public var commitDeadline: Duration?
+        /// Failed commits in a row that open the circuit breaker. Default 3.
+        public var breakerThreshold: Int
+        /// How long an open breaker refuses votes at once before one commit probes the store again.
+        /// Default 2 s.
+        public var breakerCooldown: Duration
 
-        public init(maxBatch: Int = 8192, maxDelay: Duration = .zero, queueCapacity: Int = 65_536) {
+        public init(
+            maxBatch: Int = 8192, maxDelay: Duration = .zero, queueCapacity: Int = 65_536,
+            commitDeadline: Duration? = nil, breakerThreshold: Int = 3, breakerCooldown: Duration = .seconds(2)
+        ) {
             self.maxBatch = max(1, maxBatch)
             self.maxDelay = maxDelay
             self.queueCapacity = max(1, queueCapacity)
+            self.commitDeadline = commitDeadline
+            self.breakerThreshold = max(1, breakerThreshold)
+            self.breakerCooldown = breakerCooldown
         }
     }
 
@@ -47,6 +63,10 @@ public final class VoteIngestor: Service, Sendable {
         var accepting = true
         /// The writer, parked while the queue is empty.
         var writer: CheckedContinuation<Void, Never>?
+        /// Failed commits in a row.
+        var failures = 0
+        /// While set and in the future, votes are refused at once (the breaker is open).
+        var openUntil: ContinuousClock.Instant?
     }
 
     private let state = Mutex(State())
@@ -98,6 +118,9 @@ public final class VoteIngestor: Service, Sendable {
                 guard state.accepting else {
                     return .failure(IngestError(.shuttingDown, "the server is shutting down"))
                 }
+                if let openUntil = state.openUntil, ContinuousClock.now < openUntil {
+                    return .failure(IngestError(.storeUnavailable, "the store is unavailable"))
+                }
                 // An empty queue takes any one submission, so an oversized batch is not starved.
                 guard state.queued == 0 || state.queued + votes.count <= capacity else {
                     return .failure(IngestError(.overloaded, "the vote queue is full"))
@@ -120,6 +143,12 @@ public final class VoteIngestor: Service, Sendable {
 
     /// Whether new votes are taken (false once shutdown began).
     public var isAccepting: Bool { self.state.withLock { $0.accepting } }
+
+    /// False while the circuit breaker is open: the store failed `breakerThreshold` commits in a
+    /// row and the cool-down has not passed yet.
+    public var isStoreAvailable: Bool {
+        self.state.withLock { state in state.openUntil.map { ContinuousClock.now >= $0 } ?? true }
+    }
 
     /// Ballots waiting in the queue now.
     public var queuedBallots: Int { self.state.withLock { $0.queued } }
@@ -213,6 +242,75 @@ public final class VoteIngestor: Service, Sendable {
         return batch
     }
 
+    struct CommitDeadlineExceeded: Error {}
+
+    /// A commit's continuation, resumed by whichever comes first: the store or the deadline.
+    final class AnswerOnce: Sendable {
+        private let continuation = Mutex<CheckedContinuation<CommitResult, any Error>?>(nil)
+        func set(_ continuation: CheckedContinuation<CommitResult, any Error>) {
+            self.continuation.withLock { $0 = continuation }
+        }
+        func take() -> CheckedContinuation<CommitResult, any Error>? { self.continuation.withLock { $0.take() } }
+    }
+
+    /// The store's commit, given up after `commitDeadline`. The commit runs in its own task so
+    /// that a store stuck on a dead connection cannot hold the writer: the caller is answered
+    /// at the deadline and the task is cancelled (and may still finish on its own).
+    private func commitWithinDeadline(_ votes: [VoteCommand]) async throws -> CommitResult {
+        let now = self.now()
+        guard let deadline = self.configuration.commitDeadline else {
+            return try await self.store.commit(votes, at: now)
+        }
+        let store = self.store
+        let answer = AnswerOnce()
+        return try await withCheckedThrowingContinuation { continuation in
+            answer.set(continuation)
+            let work = Task {
+                let result: Result<CommitResult, any Error>
+                do {
+                    result = .success(try await store.commit(votes, at: now))
+                } catch {
+                    result = .failure(error)
+                }
+                answer.take()?.resume(with: result)
+            }
+            let timer = Task {
+                try await Task.sleep(for: deadline)
+                if let continuation = answer.take() {
+                    work.cancel()
+                    continuation.resume(throwing: CommitDeadlineExceeded())
+                }
+            }
+            // The timer ends with the commit, so a fast store leaves no sleeping task behind.
+            Task {
+                _ = await work.result
+                timer.cancel()
+            }
+        }
+    }
+
+    private func recordFailure() {
+        let cooldown = self.configuration.breakerCooldown
+        let opened = self.state.withLock { state in
+            state.failures += 1
+            guard state.failures >= self.configuration.breakerThreshold else { return false }
+            state.openUntil = ContinuousClock.now.advanced(by: cooldown)
+            return true
+        }
+        if opened { self.logger.warning("circuit breaker open: votes refused", metadata: ["for": "\(cooldown)"]) }
+    }
+
+    private func recordSuccess() {
+        let closed = self.state.withLock { state in
+            defer {
+                state.failures = 0
+                state.openUntil = nil
+            }
+            return state.openUntil != nil
+        }
+        if closed { self.logger.notice("circuit breaker closed: the store answers again") }
+    }
+
     private func commit(_ batch: [Submission]) async {
         var votes: [VoteCommand] = []
         votes.reserveCapacity(batch.reduce(0) { $0 + $1.votes.count })
@@ -223,16 +321,19 @@ public final class VoteIngestor: Service, Sendable {
         let started = ContinuousClock.now
         let result: CommitResult
         do {
-            result = try await self.store.commit(votes, at: self.now())
+            result = try await self.commitWithinDeadline(votes)
         } catch {
             self.logger.error("group commit failed", metadata: ["error": "\(error)", "ballots": "\(votes.count)"])
             self.metrics.commitFailures.increment()
-            for submission in batch {
-                submission.continuation.resume(
-                    returning: .failure(IngestError(.storageFailure, "the vote could not be stored")))
-            }
+            let failure =
+                error is CommitDeadlineExceeded
+                ? IngestError(.storeUnavailable, "the store did not answer in time")
+                : IngestError(.storageFailure, "the vote could not be stored")
+            self.recordFailure()
+            for submission in batch { submission.continuation.resume(returning: .failure(failure)) }
             return
         }
+        self.recordSuccess()
         self.metrics.commitDuration.recordNanoseconds(
             Int64((ContinuousClock.now - started) / .nanoseconds(1)))
 

@@ -32,6 +32,7 @@ public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         public static let notReady = Code("not_ready")
         public static let shuttingDown = Code("shutting_down")
         public static let storageFailure = Code("storage_failure")
+        public static let storeUnavailable = Code("store_unavailable")
         public static let requestTimeout = Code("request_timeout")
         public static let internalError = Code("internal_error")
     }

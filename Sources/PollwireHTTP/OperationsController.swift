@@ -3,11 +3,13 @@ import NIOCore
 import PollwireEngine
 import Prometheus
 
-/// `/healthz` (the process answers), `/readyz` (tallies loaded and votes accepted) and
+/// `/healthz` (the process answers), `/readyz` (tallies loaded, votes accepted, and in a
+/// cluster: the change feed synced and the store's circuit breaker closed) and
 /// `/metrics` (Prometheus text format).
 struct OperationsController {
     let book: TallyBook
     let ingestor: VoteIngestor
+    let feed: (any ChangeFeed)?
     let registry: PrometheusCollectorRegistry
 
     func addRoutes(to router: Router<PollwireRequestContext>) {
@@ -20,6 +22,16 @@ struct OperationsController {
             }
             guard self.ingestor.isAccepting else {
                 throw APIError(.serviceUnavailable, .shuttingDown, "the server is shutting down", retryAfter: 1)
+            }
+            guard self.feed?.isSynced ?? true else {
+                throw APIError(
+                    .serviceUnavailable, .storeUnavailable, "not listening to the store's changes: results are stale",
+                    retryAfter: 1)
+            }
+            guard self.ingestor.isStoreAvailable else {
+                throw APIError(
+                    .serviceUnavailable, .storeUnavailable, "the store failed repeatedly: votes are refused",
+                    retryAfter: 1)
             }
             return Response.json(.ok, "{\"status\":\"ready\"}", headers: [.cacheControl: "no-store"])
         }

@@ -41,6 +41,7 @@ public enum PollwireApplication {
         voteStore: any VoteStore,
         logger: Logger = Logger(label: "pollwire"),
         now: @escaping @Sendable () -> Date = { Date() },
+        changeFeed makeChangeFeed: (@Sendable (ChangeSink) -> any ChangeFeed)? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) async throws -> (some ApplicationProtocol, Parts) {
         let registry = PrometheusCollectorRegistry()
@@ -66,6 +67,13 @@ public enum PollwireApplication {
                 hub.changed(changes)
                 purger?.changed(changes.lazy.map(\.pollID))
             })
+        let feed = makeChangeFeed?(
+            ChangeSink(
+                book: book,
+                changed: { polls in
+                    for poll in polls { hub.touch(poll) }
+                    purger?.changed(polls)
+                }))
         let signer = Signer(secret: try await pollStore.secret(named: "signing", orMake: Signer.makeSecret))
         let intake = VoteIntake(book: book, signer: signer, now: now)
 
@@ -74,7 +82,7 @@ public enum PollwireApplication {
         router.add(middleware: EdgeHeadersMiddleware(tls: settings.tls != nil))
         router.add(middleware: CompressionMiddleware(minimumBytes: settings.compression.minimumBytes))
         router.add(middleware: ErrorMiddleware())
-        OperationsController(book: book, ingestor: ingestor, registry: registry).addRoutes(to: router)
+        OperationsController(book: book, ingestor: ingestor, feed: feed, registry: registry).addRoutes(to: router)
 
         let polls = PollsController(
             store: pollStore, book: book, hub: hub, purger: purger, settings: settings, now: now)
@@ -130,7 +138,7 @@ public enum PollwireApplication {
             },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub]
-                + (purger.map { [$0] } ?? []),
+                + (feed.map { [$0] } ?? []) + (purger.map { [$0] } ?? []),
             onServerRunning: onServerRunning,
             logger: logger)
         return (app, Parts(book: book, ingestor: ingestor, hub: hub, registry: registry))

@@ -38,4 +38,6 @@ extension HTTPField.Name {
     static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
     static let pollwireDevice = HTTPField.Name("Pollwire-Device")!
     static let pollwireReceipt = HTTPField.Name("Pollwire-Receipt")!
+    /// `true` on results served from memory while the node is cut off from its store.
+    static let pollwireStale = HTTPField.Name("Pollwire-Stale")!
 }

@@ -37,12 +37,13 @@ struct ResultsController {
         guard let (snapshot, poll, privately) = try self.snapshot(of: id, request: request) else {
             throw APIError.notFound("poll")
         }
-        let headers: HTTPFields = [
+        var headers: HTTPFields = [
             .eTag: snapshot.etag,
             .cacheControl: self.cacheControl(poll.settings.cache, privately: privately),
             .surrogateKey: snapshot.surrogateKey,
             .vary: "Pollwire-Receipt",
         ]
+        if snapshot.stale { headers[.pollwireStale] = "true" }
         if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: snapshot.etag) {
             return Response(status: .notModified, headers: headers)
         }
@@ -71,11 +72,12 @@ struct ResultsController {
             }
         }
         let etag = Self.combinedETag(snapshots, missing: missing)
-        let headers: HTTPFields = [
+        var headers: HTTPFields = [
             .eTag: etag, .cacheControl: self.cacheControl(cache, privately: privately),
             .surrogateKey: snapshots.map(\.surrogateKey).joined(separator: " "),
             .vary: "Pollwire-Receipt",
         ]
+        if snapshots.contains(where: \.stale) { headers[.pollwireStale] = "true" }
         if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: etag) {
             return Response(status: .notModified, headers: headers)
         }

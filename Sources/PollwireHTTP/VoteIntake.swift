@@ -115,6 +115,8 @@ struct VoteIntake: Sendable {
             APIError(.serviceUnavailable, .overloaded, error.message, retryAfter: retryAfter)
         case .shuttingDown:
             APIError(.serviceUnavailable, .shuttingDown, error.message, retryAfter: retryAfter)
+        case .storeUnavailable:
+            APIError(.serviceUnavailable, .storeUnavailable, error.message, retryAfter: retryAfter)
         default:
             APIError(.serviceUnavailable, .storageFailure, error.message, retryAfter: retryAfter)
         }

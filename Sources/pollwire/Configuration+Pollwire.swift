@@ -4,6 +4,7 @@ import Logging
 import PollwireCore
 import PollwireEngine
 import PollwireHTTP
+import PollwirePostgres
 import PollwireSQLite
 import SystemPackage
 
@@ -21,27 +22,88 @@ func makeConfigReader(_ options: ConfigOptions) async throws -> ConfigReader {
     return ConfigReader(providers: providers)
 }
 
-/// Where the embedded store lives and how it commits.
+/// Which store: the embedded SQLite file (default) or PostgreSQL (`store` = `postgres://...`).
 struct StoreSettings {
+    /// `store`: `sqlite` (the default) or a `postgres://user[:password]@host[:port]/database` URL.
+    var url: String?
     /// `data.dir`: directory of the SQLite database. Default `./pollwire-data`.
     var dataDirectory: String
     /// `sqlite.synchronous`: FULL (default) or NORMAL.
     var synchronous: SQLiteDatabase.Synchronous
+    /// `postgres.maxConnections`: the pool's size. Default 8.
+    var maxConnections: Int
+    /// `postgres.partitionMonthsAhead`: monthly ballot partitions created ahead. Default 3.
+    var partitionMonthsAhead: Int
 
     init(reader: ConfigReader) throws {
+        let url = reader.string(forKey: "store", default: "sqlite")
+        self.url = url == "sqlite" ? nil : url
         self.dataDirectory = reader.string(forKey: "data.dir", default: "./pollwire-data")
         let synchronous = reader.string(forKey: "sqlite.synchronous", default: "FULL").uppercased()
         guard let value = SQLiteDatabase.Synchronous(rawValue: synchronous) else {
             throw ConfigurationError("sqlite.synchronous must be FULL or NORMAL, not \(synchronous)")
         }
         self.synchronous = value
+        self.maxConnections = reader.int(forKey: "postgres.maxConnections", default: 8)
+        self.partitionMonthsAhead = reader.int(forKey: "postgres.partitionMonthsAhead", default: 3)
     }
 
+    var isPostgres: Bool { self.url != nil }
+
     var databasePath: String { URL(fileURLWithPath: self.dataDirectory).appendingPathComponent("pollwire.sqlite").path }
+
+    /// Where the data is, for the log: the SQLite path, or the PostgreSQL URL without its password.
+    var location: String {
+        guard let url = self.url, var components = URLComponents(string: url) else { return self.databasePath }
+        if components.password != nil { components.password = "***" }
+        return components.string ?? url
+    }
 
     func open() throws -> SQLiteDatabase {
         try SQLiteDatabase(path: self.databasePath, synchronous: self.synchronous)
     }
+
+    /// The stores, open (and migrated) for the length of `body`. PostgreSQL's pool runs beside it.
+    func withStores<Value: Sendable>(
+        logger: Logger, migrate: Bool = true, _ body: @escaping @Sendable (OpenStores) async throws -> Value
+    ) async throws -> Value {
+        guard let url = self.url else {
+            let database = try self.open()
+            return try await body(
+                OpenStores(
+                    pollStore: SQLitePollStore(database: database), voteStore: SQLiteVoteStore(database: database),
+                    postgres: nil))
+        }
+        let database = try PostgresDatabase(
+            url: url, maxConnections: self.maxConnections, partitionMonthsAhead: self.partitionMonthsAhead,
+            logger: Logger(label: "pollwire.postgres"))
+        return try await withThrowingTaskGroup(of: Value?.self) { group in
+            group.addTask {
+                await database.run()
+                return nil
+            }
+            group.addTask {
+                if migrate { try await database.migrate() }
+                return try await body(
+                    OpenStores(
+                        pollStore: PostgresPollStore(database: database),
+                        voteStore: PostgresVoteStore(database: database), postgres: database))
+            }
+            defer { group.cancelAll() }
+            while let value = try await group.next() {
+                if let value { return value }
+            }
+            throw ConfigurationError("the PostgreSQL client stopped")
+        }
+    }
+}
+
+/// The stores a command works with.
+struct OpenStores: Sendable {
+    let pollStore: any PollStore
+    let voteStore: any VoteStore
+    /// Set in cluster mode: for the change feed.
+    let postgres: PostgresDatabase?
 }
 
 struct ConfigurationError: Error, CustomStringConvertible {
@@ -71,7 +133,13 @@ extension PollwireSettings {
         self.ingest = VoteIngestor.Configuration(
             maxBatch: reader.int(forKey: "ingest.maxBatch", default: self.ingest.maxBatch),
             maxDelay: .microseconds(Int64(reader.double(forKey: "ingest.maxDelayMs", default: 0) * 1000)),
-            queueCapacity: reader.int(forKey: "ingest.queueCapacity", default: self.ingest.queueCapacity))
+            queueCapacity: reader.int(forKey: "ingest.queueCapacity", default: self.ingest.queueCapacity),
+            commitDeadline: reader.double(forKey: "ingest.commitDeadlineSeconds").map {
+                .milliseconds(Int64($0 * 1000))
+            },
+            breakerThreshold: reader.int(forKey: "ingest.breakerThreshold", default: self.ingest.breakerThreshold),
+            breakerCooldown: .milliseconds(
+                Int64(reader.double(forKey: "ingest.breakerCooldownSeconds", default: 2) * 1000)))
         self.live = Hub.Configuration(
             publishInterval: .microseconds(Int64(reader.double(forKey: "live.publishIntervalMs", default: 50) * 1000)),
             heartbeatInterval: .milliseconds(Int64(reader.double(forKey: "live.heartbeatSeconds", default: 15) * 1000)),

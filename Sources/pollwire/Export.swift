@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import PollwireCore
 import PollwireEngine
-import PollwireSQLite
 
 /// `pollwire export POLL`: a poll's ballots as NDJSON on standard output, page by page.
 struct Export: AsyncParsableCommand {
@@ -14,18 +13,25 @@ struct Export: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
-        let store = try StoreSettings(reader: try await makeConfigReader(self.options))
-        let pollStore = SQLitePollStore(database: try store.open())
+        let reader = try await makeConfigReader(self.options)
+        let store = try StoreSettings(reader: reader)
+        let poll = self.poll
+        try await store.withStores(logger: makeLogger(reader, label: "pollwire")) { stores in
+            try await Self.print(poll: poll, from: stores.pollStore)
+        }
+    }
+
+    static func print(poll: String, from pollStore: any PollStore) async throws {
         var after: Int64 = 0
         while true {
-            let page = try await pollStore.ballots(pollID: self.poll, after: after, limit: 1000)
+            let page = try await pollStore.ballots(pollID: poll, after: after, limit: 1000)
             for ballot in page {
                 var voter = "null"
                 if let id = ballot.voter {
                     voter = ""
                     JSONText.appendQuoted(id, to: &voter)
                 }
-                print(
+                Swift.print(
                     "{\"sequence\":\(ballot.sequence),\"voter\":\(voter),\"revision\":\(ballot.revision),"
                         + "\"version\":\(ballot.version),\"answers\":\(ballot.answers)}")
             }

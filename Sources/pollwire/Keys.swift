@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import PollwireEngine
 import PollwireHTTP
-import PollwireSQLite
 
 /// `pollwire keys create`: API keys for the management API.
 struct Keys: AsyncParsableCommand {
@@ -18,10 +18,13 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() async throws {
-            let store = try StoreSettings(reader: try await makeConfigReader(self.options))
-            let pollStore = SQLitePollStore(database: try store.open())
+            let reader = try await makeConfigReader(self.options)
+            let store = try StoreSettings(reader: reader)
+            let name = self.name
             let key = APIKeys.generate()
-            try await pollStore.insertAPIKey(hash: APIKeys.hash(key), name: self.name, createdAt: Date())
+            try await store.withStores(logger: makeLogger(reader, label: "pollwire")) { stores in
+                try await stores.pollStore.insertAPIKey(hash: APIKeys.hash(key), name: name, createdAt: Date())
+            }
             print(key)
         }
     }

@@ -5,12 +5,12 @@ import Hummingbird
 import Logging
 import PollwireEngine
 import PollwireHTTP
-import PollwireSQLite
+import PollwirePostgres
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// `pollwire serve`: the server on the embedded SQLite store.
+/// `pollwire serve`: the server, on the embedded SQLite store or on PostgreSQL (`--store postgres://...`).
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the server (the default command).")
 
@@ -30,29 +30,43 @@ func runServer(
 ) async throws {
     let logger = makeLogger(reader, label: "pollwire")
     let store = try StoreSettings(reader: reader)
-    let settings = PollwireSettings(reader: reader)
-    let database = try store.open()
-    let pollStore = SQLitePollStore(database: database)
-    let bound = BoundPort()
+    var configured = PollwireSettings(reader: reader)
+    // A shared store can hang on a dead connection: answer votes within 2 s unless told otherwise.
+    if store.isPostgres, configured.ingest.commitDeadline == nil { configured.ingest.commitDeadline = .seconds(2) }
+    let settings = configured
+    try await store.withStores(logger: logger) { stores in
+        try await serve(stores, settings: settings, location: store.location, logger: logger, extra: extra)
+    }
+}
 
+/// Runs the server on open stores until SIGTERM or SIGINT.
+private func serve(
+    _ stores: OpenStores, settings: PollwireSettings, location: String, logger: Logger,
+    extra: @escaping @Sendable (PollwireApplication.Parts, any PollStore, BoundPort) -> [any Service]
+) async throws {
+    let pollStore = stores.pollStore
+    let bound = BoundPort()
     if try await pollStore.apiKeyCount() == 0 {
         let key = APIKeys.generate()
         try await pollStore.insertAPIKey(hash: APIKeys.hash(key), name: "first admin key", createdAt: Date())
         say("Created the first admin API key (shown once, store it now):\n  \(key)")
     }
-
+    var feed: (@Sendable (ChangeSink) -> any ChangeFeed)?
+    if let database = stores.postgres {
+        feed = { sink in PostgresChangeFeed(database: database, sink: sink) }
+    }
     let (app, parts) = try await PollwireApplication.make(
-        settings: settings, pollStore: pollStore, voteStore: SQLiteVoteStore(database: database),
-        logger: logger,
+        settings: settings, pollStore: pollStore, voteStore: stores.voteStore, logger: logger, changeFeed: feed,
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? settings.port
             bound.set(port)
             say(
-                "Pollwire listening on \(settings.tls == nil ? "http" : "https")://\(settings.host):\(port) (data: \(store.databasePath))"
+                "Pollwire listening on \(settings.tls == nil ? "http" : "https")://\(settings.host):\(port) (data: \(location))"
             )
         })
     var group = ServiceGroupConfiguration(
-        services: [app] + extra(parts, pollStore, bound), gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        services: [app] + extra(parts, pollStore, bound), gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger)
     // SIGTERM: stop accepting, commit and answer what is in flight; past 9 s, cancel.
     group.maximumGracefulShutdownDuration = .seconds(9)
     try await ServiceGroup(configuration: group).run()
