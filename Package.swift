@@ -142,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PollwireEngineTests",
-            dependencies: ["PollwireCore", "PollwireEngine"],
+            dependencies: ["PollwireCore", "PollwireEngine", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

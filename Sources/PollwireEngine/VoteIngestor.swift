@@ -54,6 +54,8 @@ public final class VoteIngestor: Service, Sendable {
     struct Submission {
         var votes: [VoteCommand]
         var continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>
+        /// When it must be answered: queued at + `commitDeadline` (nil without a deadline).
+        var answerBy: ContinuousClock.Instant?
     }
 
     struct State {
@@ -125,7 +127,10 @@ public final class VoteIngestor: Service, Sendable {
                 guard state.queued == 0 || state.queued + votes.count <= capacity else {
                     return .failure(IngestError(.overloaded, "the vote queue is full"))
                 }
-                state.queue.append(Submission(votes: votes, continuation: continuation))
+                state.queue.append(
+                    Submission(
+                        votes: votes, continuation: continuation,
+                        answerBy: self.configuration.commitDeadline.map { ContinuousClock.now.advanced(by: $0) }))
                 state.queued += votes.count
                 let writer = state.writer
                 state.writer = nil
@@ -253,14 +258,15 @@ public final class VoteIngestor: Service, Sendable {
         func take() -> CheckedContinuation<CommitResult, any Error>? { self.continuation.withLock { $0.take() } }
     }
 
-    /// The store's commit, given up after `commitDeadline`. The commit runs in its own task so
+    /// The store's commit, given up at the batch's earliest answer-by time. The commit runs in its own task so
     /// that a store stuck on a dead connection cannot hold the writer: the caller is answered
     /// at the deadline and the task is cancelled (and may still finish on its own).
-    private func commitWithinDeadline(_ votes: [VoteCommand]) async throws -> CommitResult {
+    private func commitWithinDeadline(
+        _ votes: [VoteCommand], answerBy: ContinuousClock.Instant?
+    ) async throws -> CommitResult {
         let now = self.now()
-        guard let deadline = self.configuration.commitDeadline else {
-            return try await self.store.commit(votes, at: now)
-        }
+        guard let answerBy else { return try await self.store.commit(votes, at: now) }
+        let deadline = answerBy - ContinuousClock.now
         let store = self.store
         let answer = AnswerOnce()
         return try await withCheckedThrowingContinuation { continuation in
@@ -312,6 +318,21 @@ public final class VoteIngestor: Service, Sendable {
     }
 
     private func commit(_ batch: [Submission]) async {
+        var batch = batch
+        // A vote waits at most `commitDeadline` in all, queue included: the ones whose time ran
+        // out while an earlier commit hung are answered now, without trying (nothing stored).
+        if self.configuration.commitDeadline != nil {
+            let now = ContinuousClock.now
+            let expired = batch.filter { $0.answerBy.map { $0 <= now } ?? false }
+            if !expired.isEmpty {
+                batch.removeAll { $0.answerBy.map { $0 <= now } ?? false }
+                for submission in expired {
+                    submission.continuation.resume(
+                        returning: .failure(IngestError(.storeUnavailable, "the store did not answer in time")))
+                }
+                if batch.isEmpty { return }
+            }
+        }
         var votes: [VoteCommand] = []
         votes.reserveCapacity(batch.reduce(0) { $0 + $1.votes.count })
         for submission in batch { votes.append(contentsOf: submission.votes) }
@@ -321,7 +342,8 @@ public final class VoteIngestor: Service, Sendable {
         let started = ContinuousClock.now
         let result: CommitResult
         do {
-            result = try await self.commitWithinDeadline(votes)
+            result = try await self.commitWithinDeadline(
+                votes, answerBy: batch.compactMap(\.answerBy).min())
         } catch {
             self.logger.error("group commit failed", metadata: ["error": "\(error)", "ballots": "\(votes.count)"])
             self.metrics.commitFailures.increment()

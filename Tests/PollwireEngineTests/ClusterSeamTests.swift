@@ -1,0 +1,134 @@
+import Foundation
+import NIOCore
+import PollwireCore
+import Synchronization
+import Testing
+
+@testable import PollwireEngine
+
+/// The engine's side of cluster mode: changes applied once and in version order whatever
+/// order they arrive in, stale marking, and votes answered within the commit deadline.
+struct ClusterSeamTests {
+    static let poll = Poll(
+        id: "p1", title: "?",
+        questions: [
+            Question(
+                id: "q1", kind: .single, prompt: "?", options: [.init(id: "a", label: "A"), .init(id: "b", label: "B")])
+        ],
+        createdAt: Date(), updatedAt: Date())
+
+    static func change(_ version: Int64, _ option: String) -> PollChange {
+        PollChange(
+            pollID: "p1", version: version,
+            deltas: [
+                TallyDelta(key: .ballots, amount: 1), TallyDelta(key: TallyKey(question: "q1", key: option), amount: 1),
+            ], texts: [])
+    }
+
+    func book() -> TallyBook {
+        let book = TallyBook()
+        book.load([StoredPoll(poll: Self.poll, version: 0, tally: Tally(), latestText: [:])])
+        return book
+    }
+
+    @Test func changesArrivingOutOfOrderAreAppliedInOrderAndOnce() {
+        let book = self.book()
+        // Node B's own commit (3) lands before node A's (1, 2) arrive from the feed.
+        book.apply([Self.change(3, "b")])
+        #expect(book.state(of: "p1")?.version == 0, "3 waits for 1 and 2")
+        #expect(book.gaps(olderThan: .zero) == ["p1"])
+        book.apply([Self.change(1, "a")])
+        #expect(book.state(of: "p1")?.version == 1)
+        book.apply([Self.change(2, "a"), Self.change(2, "a"), Self.change(1, "a")])
+        #expect(book.state(of: "p1")?.version == 3, "2 arrived: 3 follows it")
+        book.apply([Self.change(3, "b")])
+        let tally = book.tally(of: "p1")
+        #expect(tally?[TallyKey(question: "q1", key: "a")] == 2)
+        #expect(tally?[TallyKey(question: "q1", key: "b")] == 1)
+        #expect(tally?.ballots == 3)
+        #expect(book.gaps(olderThan: .zero).isEmpty)
+    }
+
+    @Test func aResyncClosesAGapThatNoChangeFills() {
+        let book = self.book()
+        book.apply([Self.change(2, "a"), Self.change(4, "b")])
+        // The store says: version 3, with 3 ballots (1 lost notification, 2 and 3 in it).
+        var tally = Tally()
+        tally.apply([
+            TallyDelta(key: .ballots, amount: 3), TallyDelta(key: TallyKey(question: "q1", key: "a"), amount: 3),
+        ])
+        #expect(book.resync(StoredPoll(poll: Self.poll, version: 3, tally: tally, latestText: [:])))
+        #expect(book.state(of: "p1")?.version == 4, "the held change 4 follows the resynced 3")
+        #expect(book.tally(of: "p1")?.ballots == 4)
+        #expect(book.gaps(olderThan: .zero).isEmpty)
+        #expect(!book.resync(StoredPoll(poll: Self.poll, version: 3, tally: tally, latestText: [:])), "older: ignored")
+    }
+
+    @Test func staleResultsSayStaleAndChangeTheirETag() throws {
+        let book = self.book()
+        let fresh = try #require(book.snapshot(of: "p1", hidden: false))
+        #expect(book.setStale(true))
+        let stale = try #require(book.snapshot(of: "p1", hidden: false))
+        #expect(stale.stale)
+        #expect(String(buffer: stale.body).contains("\"stale\":true"))
+        #expect(stale.etag != fresh.etag)
+        #expect(book.setStale(false))
+        #expect(!String(buffer: try #require(book.snapshot(of: "p1", hidden: false)).body).contains("stale"))
+    }
+
+    /// A store whose commits hang until released: a database on a dead connection.
+    final class HangingStore: VoteStore {
+        let commits = Atomic<Int>(0)
+        func commit(_ votes: [VoteCommand], at now: Date) async throws -> CommitResult {
+            self.commits.add(1, ordering: .relaxed)
+            try await Task.sleep(for: .seconds(30))
+            return CommitResult(outcomes: [], changes: [])
+        }
+    }
+
+    @Test func votesAreAnsweredWithinTheDeadlineAndTheBreakerStopsTrying() async throws {
+        let store = HangingStore()
+        let ingestor = VoteIngestor(
+            store: store, book: self.book(),
+            configuration: .init(
+                commitDeadline: .milliseconds(300), breakerThreshold: 2, breakerCooldown: .seconds(30)))
+        let writer = Task { try await ingestor.run() }
+        defer { writer.cancel() }
+        let command = VoteCommand(
+            pollID: "p1", voter: nil, idempotencyKey: nil,
+            ballot: try Self.poll.ballot(answers: ["q1": .options(["a"])]), allowChange: false)
+
+        // Two votes at once: the second queues behind the first's hanging commit, and is still
+        // answered within its own deadline, not after two.
+        let started = ContinuousClock.now
+        async let first = Result { () async throws(IngestError) in try await ingestor.submit([command]) }
+        async let second = Result { () async throws(IngestError) in try await ingestor.submit([command]) }
+        let answers = await [first, second]
+        let took = ContinuousClock.now - started
+        for answer in answers {
+            #expect(throws: IngestError(.storeUnavailable, "the store did not answer in time")) { try answer.get() }
+        }
+        #expect(took < .milliseconds(900), "answered after \(took)")
+
+        // One more failure opens the breaker: votes are refused at once, the store is not asked.
+        _ = try? await ingestor.submit([command])
+        let tries = store.commits.load(ordering: .relaxed)
+        #expect(!ingestor.isStoreAvailable)
+        let refusedAt = ContinuousClock.now
+        await #expect(throws: IngestError(.storeUnavailable, "the store is unavailable")) {
+            try await ingestor.submit([command])
+        }
+        #expect(ContinuousClock.now - refusedAt < .milliseconds(50))
+        #expect(store.commits.load(ordering: .relaxed) == tries)
+    }
+}
+
+extension Result where Failure == IngestError {
+    init(_ body: () async throws(IngestError) -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}
