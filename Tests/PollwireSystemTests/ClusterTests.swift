@@ -37,7 +37,7 @@ import Testing
         let cluster = try await TestCluster.start()
         let pollID = try await cluster.createPoll(Self.poll)
         let viewers = try cluster.nodes.map { try SSEViewer(port: $0.port, pollID: pollID) }
-        defer { viewers.forEach { $0.stop() } }
+        defer { for viewer in viewers { viewer.stop() } }
 
         // 8 clients through HAProxy, 1,200 voters; every 5th voter then changes their ballot
         // and sends the changed one twice (the second is a duplicate).
