@@ -121,6 +121,8 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Votes per second (open loop, sent as batch requests every 10 ms).") var rate = 1000.0
     @Option(help: "Seconds of voting.") var duration = 10.0
     @Option(help: "Connections for sending votes.") var voteConnections = 4
+    @Option(help: "Port the viewers connect to, when not --port: another cluster node, for cross-node latency.")
+    var viewerPort: Int?
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
@@ -134,7 +136,7 @@ struct Fanout: AsyncParsableCommand {
         let stats = ViewerStats(group: group)
         let channels = try await connectViewers(
             count: self.target.viewers, transport: self.target.transport, host: self.target.server.host,
-            port: self.target.server.port,
+            port: self.viewerPort ?? self.target.server.port,
             pollID: pollID, sources: self.target.sourceAddresses, group: group, ackTimes: ackTimes, stats: stats)
         let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
         try await stats.resetLatency(group: group)
