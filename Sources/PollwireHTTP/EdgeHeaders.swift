@@ -68,7 +68,14 @@ struct EdgeHeadersMiddleware: RouterMiddleware {
             return self.preflight(request, origin: origin)
         }
         var response = try await next(request, context)
-        response.headers.append(contentsOf: self.security)
+        if response.headers[.contentSecurityPolicy] == nil {
+            response.headers.append(contentsOf: self.security)
+        } else {
+            // A page set its own policy, framing included (frame-ancestors): keep it, add the rest.
+            for field in self.security where field.name != .xFrameOptions && response.headers[field.name] == nil {
+                response.headers.append(field)
+            }
+        }
         if let origin, Self.isVoterRoute(request.method, request.uri.path) {
             response.headers[.accessControlAllowOrigin] = origin
             response.headers[.accessControlExposeHeaders] = Self.exposeHeaders

@@ -96,6 +96,12 @@ public enum PollwireApplication {
         let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, book: book)
 
+        if let directory = settings.webDirectory,
+            let web = WebController(directory: directory, book: book, logger: logger)
+        {
+            web.addRoutes(to: router)
+        }
+
         let api = router.group("v1")
         votes.addPublicRoutes(to: api)
         results.addRoutes(to: api)

@@ -43,6 +43,8 @@ public struct PollwireSettings: Sendable {
     /// Whether a plain connection may speak HTTP/2 with prior knowledge (h2c), and a TLS one
     /// may choose h2 by ALPN. Default true.
     public var http2 = true
+    /// Directory of the web face (widget, presenter page, dashboard); nil serves none.
+    public var webDirectory: String?
 
     public init() {}
 }

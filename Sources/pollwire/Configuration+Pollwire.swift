@@ -173,9 +173,25 @@ extension PollwireSettings {
         self.compression.webSocketDeflate = reader.bool(
             forKey: "compression.webSocketDeflate", default: self.compression.webSocketDeflate)
         self.http2 = reader.bool(forKey: "http.http2", default: self.http2)
+        self.webDirectory = reader.string(forKey: "web.dir") ?? Self.findWebDirectory()
         if let certificate = reader.string(forKey: "tls.certificate"), let key = reader.string(forKey: "tls.key") {
             self.tls = TLSSettings(certificatePath: certificate, keyPath: key)
         }
+    }
+}
+
+extension PollwireSettings {
+    /// `Web/` in the working directory, beside the binary's package (`.build/<config>/pollwire`
+    /// in a checkout), or where the container image puts it.
+    static func findWebDirectory() -> String? {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var candidates = [FileManager.default.currentDirectoryPath + "/Web", "/usr/share/pollwire/web"]
+        var directory = binary.deletingLastPathComponent()
+        for _ in 0..<4 {
+            candidates.append(directory.appendingPathComponent("Web").path)
+            directory = directory.deletingLastPathComponent()
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/embed/pollwire.js") }
     }
 }
 
