@@ -144,6 +144,13 @@ def main():
               "the embed page may be framed (the poll lists no origins)")
         _, headers, _ = request("GET", f"{api}/admin")
         check("frame-ancestors 'none'" in headers["Content-Security-Policy"], "the dashboard may not be framed")
+        status, _, body = request("POST", f"{api}/v1/polls", {
+            "title": "Framed", "settings": {"allowedOrigins": ["https://news.example"]},
+            "questions": [{"id": "q1", "kind": "single", "prompt": "?",
+                           "options": [{"id": "a", "label": "A"}, {"id": "b", "label": "B"}]}]}, auth)
+        _, headers, _ = request("GET", f"{api}/embed/{json.loads(body)['id']}")
+        check(headers["Content-Security-Policy"].endswith("frame-ancestors https://news.example"),
+              "the embed page of a poll with allowed origins may be framed by them only")
 
         # The presenter, in its own browser, before anyone votes.
         presenter = browser(1600, 900)
