@@ -92,21 +92,14 @@ public struct PostgresPollStore: PollStore {
     static func latestText(
         of poll: Poll, limit: Int, on connection: PostgresConnection, logger: Logger
     ) async throws -> [String: [String]] {
-        let decoder = PollwireJSON.decoder()
-        let textQuestions = Set(poll.questions.filter { $0.kind == .text }.map(\.id))
-        var latest: [String: [String]] = [:]
+        var collector = LatestTextCollector(poll: poll, limit: limit)
         for try await answers in try await connection.query(
             "SELECT answers FROM ballots WHERE poll_id = \(poll.id) ORDER BY seq DESC LIMIT \(limit * 20)",
             logger: logger
         ).decode(String.self) {
-            let decoded = try decoder.decode([String: Answer].self, from: Data(answers.utf8))
-            for (question, answer) in decoded where textQuestions.contains(question) {
-                if case .text(let text) = answer, latest[question, default: []].count < limit {
-                    latest[question, default: []].append(text)
-                }
-            }
+            try collector.add(answers: answers)
         }
-        return latest
+        return collector.latest
     }
 
     public func insert(_ poll: Poll) async throws {

@@ -31,14 +31,6 @@ public struct PostgresVoteStore: VoteStore {
         }
     }
 
-    struct PollRow {
-        var version: Int64
-        var open: Bool
-        var deltas: [TallyKey: Int64] = [:]
-        var texts: [TextAnswer] = []
-        var stored = false
-    }
-
     struct VoterRow {
         var revision: Int64
         var answers: String
@@ -52,6 +44,25 @@ public struct PostgresVoteStore: VoteStore {
     struct Pair: Hashable {
         let poll: String
         let id: String
+    }
+
+    /// Voter rows to insert or update, as columns.
+    struct VoterColumns {
+        var poll: [String] = []
+        var voter: [String] = []
+        var revision: [Int64] = []
+        var answers: [String] = []
+        var keys: [String] = []
+        var version: [Int64] = []
+
+        mutating func append(_ pair: Pair, _ row: VoterRow) {
+            self.poll.append(pair.poll)
+            self.voter.append(pair.id)
+            self.revision.append(row.revision)
+            self.answers.append(row.answers)
+            self.keys.append(row.keys)
+            self.version.append(row.version)
+        }
     }
 
     /// Rows to write, as columns.
@@ -109,12 +120,7 @@ public struct PostgresVoteStore: VoteStore {
             outcomes.append(Self.decide(vote, polls: &polls, keys: &keys, voters: &voters, writes: &writes))
         }
 
-        var changes: [PollChange] = []
-        for (id, poll) in polls.sorted(by: { $0.key < $1.key }) where poll.stored {
-            let deltas = poll.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
-                .sorted { $0.key < $1.key }
-            changes.append(PollChange(pollID: id, version: poll.version + 1, deltas: deltas, texts: poll.texts))
-        }
+        let changes = polls.sorted { $0.key < $1.key }.compactMap { $0.value.change(pollID: $0.key) }
         if !changes.isEmpty {
             try await self.write(writes, voters: voters, changes: changes, at: now, on: connection)
         }
@@ -123,8 +129,8 @@ public struct PostgresVoteStore: VoteStore {
 
     private func lockPolls(
         _ ids: [String], at timestamp: Double, on connection: PostgresConnection
-    ) async throws -> [String: PollRow] {
-        var polls: [String: PollRow] = [:]
+    ) async throws -> [String: BatchedPoll] {
+        var polls: [String: BatchedPoll] = [:]
         for try await (id, version, status, opensAt, closesAt) in try await connection.query(
             """
             SELECT id, version, status, opens_at, closes_at FROM polls
@@ -134,14 +140,14 @@ public struct PostgresVoteStore: VoteStore {
             let open =
                 status == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
-            polls[id] = PollRow(version: version, open: open)
+            polls[id] = BatchedPoll(version: version, open: open)
         }
         return polls
     }
 
     /// One vote's fate, in batch order: the same rules as the embedded store's.
     static func decide(
-        _ vote: VoteCommand, polls: inout [String: PollRow], keys: inout [Pair: (answers: String, version: Int64)],
+        _ vote: VoteCommand, polls: inout [String: BatchedPoll], keys: inout [Pair: (answers: String, version: Int64)],
         voters: inout [Pair: VoterRow], writes: inout Writes
     ) -> VoteOutcome {
         guard var poll = polls[vote.pollID] else { return .pollNotFound }
@@ -159,7 +165,7 @@ public struct PostgresVoteStore: VoteStore {
         if let voter = vote.voter, var row = voters[Pair(poll: vote.pollID, id: voter)] {
             if row.answers == answers { return .duplicate(version: row.version) }
             guard vote.allowChange else { return .conflict }
-            for key in StoredKeys.decode(row.keys) { poll.deltas[key, default: 0] -= 1 }
+            poll.uncount(StoredKeys.decode(row.keys))
             revision = row.revision + 1
             row.revision = revision
             row.answers = answers
@@ -175,11 +181,7 @@ public struct PostgresVoteStore: VoteStore {
             }
             outcome = .accepted(version: version, replayed: false)
         }
-        for key in vote.ballot.keys { poll.deltas[key, default: 0] += 1 }
-        for (question, answer) in vote.ballot.answers {
-            if case .text(let text) = answer { poll.texts.append(TextAnswer(question: question, text: text)) }
-        }
-        poll.stored = true
+        poll.count(vote.ballot)
         polls[vote.pollID] = poll
         if let keyPair {
             keys[keyPair] = (answers, version)

@@ -40,21 +40,12 @@ public struct SQLitePollStore: PollStore {
 
     /// The latest text answers per text question, newest first, from the latest ballots.
     static func latestText(of poll: Poll, limit: Int, in db: Database) throws -> [String: [String]] {
-        let decoder = PollwireJSON.decoder()
-        let textQuestions = Set(poll.questions.filter { $0.kind == .text }.map(\.id))
-        var latest: [String: [String]] = [:]
+        var collector = LatestTextCollector(poll: poll, limit: limit)
         let rows = try String.fetchCursor(
             db, sql: "SELECT answers FROM ballots WHERE poll_id = ? ORDER BY seq DESC LIMIT ?",
             arguments: [poll.id, limit * 20])
-        while let answers = try rows.next() {
-            let decoded = try decoder.decode([String: Answer].self, from: Data(answers.utf8))
-            for (question, answer) in decoded where textQuestions.contains(question) {
-                if case .text(let text) = answer, latest[question, default: []].count < limit {
-                    latest[question, default: []].append(text)
-                }
-            }
-        }
-        return latest
+        while let answers = try rows.next() { try collector.add(answers: answers) }
+        return collector.latest
     }
 
     public func insert(_ poll: Poll) async throws {

@@ -20,18 +20,9 @@ public struct SQLiteVoteStore: VoteStore {
         try await self.database.pool.write { db in try Self.commit(votes, at: now, in: db) }
     }
 
-    /// A poll's state while a batch is written.
-    struct PollRow {
-        var version: Int64
-        var open: Bool
-        var deltas: [TallyKey: Int64] = [:]
-        var texts: [TextAnswer] = []
-        var stored = false
-    }
-
     static func commit(_ votes: [VoteCommand], at now: Date, in db: Database) throws -> CommitResult {
         let timestamp = now.timeIntervalSince1970
-        var polls: [String: PollRow] = [:]
+        var polls: [String: BatchedPoll] = [:]
         let selectPoll = try db.cachedStatement(
             sql: "SELECT version, status, opens_at, closes_at FROM polls WHERE id = ?")
         for vote in votes where polls[vote.pollID] == nil {
@@ -41,7 +32,7 @@ public struct SQLiteVoteStore: VoteStore {
             let open =
                 row[1] == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
-            polls[vote.pollID] = PollRow(version: row[0], open: open)
+            polls[vote.pollID] = BatchedPoll(version: row[0], open: open)
         }
 
         let insert = try db.cachedStatement(
@@ -68,7 +59,7 @@ public struct SQLiteVoteStore: VoteStore {
             let outcome: VoteOutcome
             if db.changesCount == 1 {
                 outcome = .accepted(version: version, replayed: false)
-                poll.count(vote.ballot, sign: 1)
+                poll.count(vote.ballot)
             } else {
                 outcome = try Self.resolveConflict(vote, version: version, poll: &poll, at: timestamp, in: db)
             }
@@ -83,21 +74,20 @@ public struct SQLiteVoteStore: VoteStore {
                 """)
         let bump = try db.cachedStatement(sql: "UPDATE polls SET version = ? WHERE id = ?")
         var changes: [PollChange] = []
-        for (id, poll) in polls where poll.stored {
-            let deltas = poll.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
-                .sorted { $0.key < $1.key }
-            for delta in deltas {
+        for (id, poll) in polls {
+            guard let change = poll.change(pollID: id) else { continue }
+            for delta in change.deltas {
                 try upsert.execute(arguments: [id, delta.key.question, delta.key.key, delta.amount])
             }
-            try bump.execute(arguments: [poll.version + 1, id])
-            changes.append(PollChange(pollID: id, version: poll.version + 1, deltas: deltas, texts: poll.texts))
+            try bump.execute(arguments: [change.version, id])
+            changes.append(change)
         }
         return CommitResult(outcomes: outcomes, changes: changes)
     }
 
     /// The INSERT hit a unique index: the same idempotency key, or the voter's earlier ballot.
     static func resolveConflict(
-        _ vote: VoteCommand, version: Int64, poll: inout PollRow, at timestamp: Double, in db: Database
+        _ vote: VoteCommand, version: Int64, poll: inout BatchedPoll, at timestamp: Double, in db: Database
     ) throws -> VoteOutcome {
         if let key = vote.idempotencyKey {
             let earlier = try Row.fetchOne(
@@ -137,18 +127,8 @@ public struct SQLiteVoteStore: VoteStore {
             StoredKeys.encode(vote.ballot.keys), version, timestamp,
         ])
         let oldKeys: String = latest[2]
-        for key in StoredKeys.decode(oldKeys) { poll.deltas[key, default: 0] -= 1 }
-        poll.count(vote.ballot, sign: 1)
+        poll.uncount(StoredKeys.decode(oldKeys))
+        poll.count(vote.ballot)
         return .changed(version: version)
-    }
-}
-
-extension SQLiteVoteStore.PollRow {
-    mutating func count(_ ballot: Ballot, sign: Int64) {
-        for key in ballot.keys { self.deltas[key, default: 0] += sign }
-        for (question, answer) in ballot.answers {
-            if case .text(let text) = answer { self.texts.append(TextAnswer(question: question, text: text)) }
-        }
-        self.stored = true
     }
 }

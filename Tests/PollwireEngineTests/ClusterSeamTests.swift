@@ -91,7 +91,7 @@ struct ClusterSeamTests {
         let ingestor = VoteIngestor(
             store: store, book: self.book(),
             configuration: .init(
-                commitDeadline: .milliseconds(300), breakerThreshold: 2, breakerCooldown: .seconds(30)))
+                commitDeadline: .seconds(1), breakerThreshold: 2, breakerCooldown: .seconds(30)))
         let writer = Task { try await ingestor.run() }
         defer { writer.cancel() }
         let command = VoteCommand(
@@ -99,16 +99,20 @@ struct ClusterSeamTests {
             ballot: try Self.poll.ballot(answers: ["q1": .options(["a"])]), allowChange: false)
 
         // Two votes at once: the second queues behind the first's hanging commit, and is still
-        // answered within its own deadline, not after two.
-        let started = ContinuousClock.now
-        async let first = Result { () async throws(IngestError) in try await ingestor.submit([command]) }
-        async let second = Result { () async throws(IngestError) in try await ingestor.submit([command]) }
-        let answers = await [first, second]
-        let took = ContinuousClock.now - started
-        for answer in answers {
-            #expect(throws: IngestError(.storeUnavailable, "the store did not answer in time")) { try answer.get() }
+        // answered within its own deadline from when it was queued, not after two. Each is timed
+        // from its own submit (its task may start late on a machine busy with other suites), and
+        // the bound leaves 0.9 s for timers that fire late.
+        @Sendable func timedVote() async -> (Result<[VoteOutcome], IngestError>, Duration) {
+            let started = ContinuousClock.now
+            let result = await Result { () async throws(IngestError) in try await ingestor.submit([command]) }
+            return (result, ContinuousClock.now - started)
         }
-        #expect(took < .milliseconds(900), "answered after \(took)")
+        async let first = timedVote()
+        async let second = timedVote()
+        for (answer, took) in await [first, second] {
+            #expect(throws: IngestError(.storeUnavailable, "the store did not answer in time")) { try answer.get() }
+            #expect(took < .milliseconds(1900), "answered after \(took)")
+        }
 
         // One more failure opens the breaker: votes are refused at once, the store is not asked.
         _ = try? await ingestor.submit([command])
@@ -118,7 +122,7 @@ struct ClusterSeamTests {
         await #expect(throws: IngestError(.storeUnavailable, "the store is unavailable")) {
             try await ingestor.submit([command])
         }
-        #expect(ContinuousClock.now - refusedAt < .milliseconds(50))
+        #expect(ContinuousClock.now - refusedAt < .milliseconds(500), "a refusal must not wait for a deadline")
         #expect(store.commits.load(ordering: .relaxed) == tries)
     }
 }

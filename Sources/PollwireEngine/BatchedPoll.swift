@@ -1,0 +1,65 @@
+import Foundation
+public import PollwireCore
+
+/// One poll while a store writes a group commit: its version and whether it takes votes (read
+/// at the start of the transaction), and what the batch's ballots add to it. Both stores decide
+/// votes row by row and count them here; `change` is what the TallyBook then applies.
+public struct BatchedPoll: Sendable {
+    public var version: Int64
+    public var open: Bool
+    public private(set) var deltas: [TallyKey: Int64] = [:]
+    public private(set) var texts: [TextAnswer] = []
+    /// Whether a ballot of the batch was stored (the poll's version moves).
+    public private(set) var stored = false
+
+    public init(version: Int64, open: Bool) {
+        self.version = version
+        self.open = open
+    }
+
+    /// Counts a stored ballot: its counters, and its text answers for the latest-answers list.
+    public mutating func count(_ ballot: Ballot) {
+        for key in ballot.keys { self.deltas[key, default: 0] += 1 }
+        for (question, answer) in ballot.answers {
+            if case .text(let text) = answer { self.texts.append(TextAnswer(question: question, text: text)) }
+        }
+        self.stored = true
+    }
+
+    /// Takes back what a replaced ballot added (its stored keys).
+    public mutating func uncount(_ keys: [TallyKey]) {
+        for key in keys { self.deltas[key, default: 0] -= 1 }
+    }
+
+    /// The change the batch made to this poll (its version + 1), or nil when nothing was stored.
+    public func change(pollID: String) -> PollChange? {
+        guard self.stored else { return nil }
+        let deltas = self.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
+            .sorted { $0.key < $1.key }
+        return PollChange(pollID: pollID, version: self.version + 1, deltas: deltas, texts: self.texts)
+    }
+}
+
+/// The latest text answers per text question, newest first, gathered from stored ballots read
+/// newest first: what both stores load for results.
+public struct LatestTextCollector {
+    private let textQuestions: Set<String>
+    private let limit: Int
+    private let decoder = PollwireJSON.decoder()
+    public private(set) var latest: [String: [String]] = [:]
+
+    public init(poll: Poll, limit: Int) {
+        self.textQuestions = Set(poll.questions.filter { $0.kind == .text }.map(\.id))
+        self.limit = limit
+    }
+
+    /// Adds one ballot's canonical answers JSON (the next older ballot).
+    public mutating func add(answers: String) throws {
+        let decoded = try self.decoder.decode([String: Answer].self, from: Data(answers.utf8))
+        for (question, answer) in decoded where self.textQuestions.contains(question) {
+            if case .text(let text) = answer, self.latest[question, default: []].count < self.limit {
+                self.latest[question, default: []].append(text)
+            }
+        }
+    }
+}
