@@ -267,7 +267,10 @@ final class SSEClient: Sendable {
             let port = try #require(server.client.port)
             let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: port).get()
-            try await Task.sleep(for: .seconds(1.5))
+            // Closed after 300 ms; waited for up to 10 s, so a busy machine's late timer passes.
+            let deadline = ContinuousClock.now + .seconds(10)
+            try await Task.sleep(for: .milliseconds(300))
+            while silent.isActive, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(!silent.isActive)
             try? await silent.close()
         }
