@@ -1,4 +1,3 @@
-import Foundation
 public import PollwireCore
 
 /// One poll while a store writes a group commit: its version and whether it takes votes (read
@@ -37,29 +36,5 @@ public struct BatchedPoll: Sendable {
         let deltas = self.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
             .sorted { $0.key < $1.key }
         return PollChange(pollID: pollID, version: self.version + 1, deltas: deltas, texts: self.texts)
-    }
-}
-
-/// The latest text answers per text question, newest first, gathered from stored ballots read
-/// newest first: what both stores load for results.
-public struct LatestTextCollector {
-    private let textQuestions: Set<String>
-    private let limit: Int
-    private let decoder = PollwireJSON.decoder()
-    public private(set) var latest: [String: [String]] = [:]
-
-    public init(poll: Poll, limit: Int) {
-        self.textQuestions = Set(poll.questions.filter { $0.kind == .text }.map(\.id))
-        self.limit = limit
-    }
-
-    /// Adds one ballot's canonical answers JSON (the next older ballot).
-    public mutating func add(answers: String) throws {
-        let decoded = try self.decoder.decode([String: Answer].self, from: Data(answers.utf8))
-        for (question, answer) in decoded where self.textQuestions.contains(question) {
-            if case .text(let text) = answer, self.latest[question, default: []].count < self.limit {
-                self.latest[question, default: []].append(text)
-            }
-        }
     }
 }

@@ -17,6 +17,30 @@ public struct StoredPoll: Sendable {
     }
 }
 
+/// The latest text answers per text question, newest first, gathered from stored ballots read
+/// newest first: what both stores load for results.
+public struct LatestTextCollector {
+    private let textQuestions: Set<String>
+    private let limit: Int
+    private let decoder = PollwireJSON.decoder()
+    public private(set) var latest: [String: [String]] = [:]
+
+    public init(poll: Poll, limit: Int) {
+        self.textQuestions = Set(poll.questions.filter { $0.kind == .text }.map(\.id))
+        self.limit = limit
+    }
+
+    /// Adds one ballot's canonical answers JSON (the next older ballot).
+    public mutating func add(answers: String) throws {
+        let decoded = try self.decoder.decode([String: Answer].self, from: Data(answers.utf8))
+        for (question, answer) in decoded where self.textQuestions.contains(question) {
+            if case .text(let text) = answer, self.latest[question, default: []].count < self.limit {
+                self.latest[question, default: []].append(text)
+            }
+        }
+    }
+}
+
 /// One stored ballot, as exported.
 public struct StoredBallot: Sendable, Equatable {
     /// Position in the store's append-only order.

@@ -91,9 +91,9 @@ struct WebController {
     /// A script or style sheet: cacheable for 5 minutes, revalidated by ETag.
     func asset(_ name: String, request: Request) -> Response {
         let file = self.files[name]!
+        // The security headers (the API's own CSP included) come from EdgeHeadersMiddleware.
         let headers: HTTPFields = [
             .contentType: file.contentType, .cacheControl: "public, max-age=300", .eTag: file.etag,
-            .contentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
         ]
         if request.headers[.ifNoneMatch] == file.etag { return Response(status: .notModified, headers: headers) }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: file.body))

@@ -40,16 +40,20 @@ struct ChangeNotice: Codable, Equatable {
         self.d = true
     }
 
+    /// A change too large to carry: only the poll and its version, to be read from the store.
+    init(resync pollID: String, version: Int64?) {
+        self.p = pollID
+        self.v = version
+        self.r = true
+    }
+
     /// The JSON payload, or the resync form when the whole change does not fit.
     func payload() -> String {
         let encoder = JSONEncoder()
         if let data = try? encoder.encode(self), data.count <= Self.maxPayloadBytes {
             return String(decoding: data, as: UTF8.self)
         }
-        var short = ChangeNotice(definitionOf: self.p)
-        short.d = nil
-        short.v = self.v
-        short.r = true
+        let short = ChangeNotice(resync: self.p, version: self.v)
         return String(decoding: (try? encoder.encode(short)) ?? Data(), as: UTF8.self)
     }
 

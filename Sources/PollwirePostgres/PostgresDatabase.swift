@@ -106,19 +106,6 @@ public struct PostgresDatabase: Sendable {
         try await self.createPartitions()
     }
 
-    /// Whether every migration has been applied.
-    public func isMigrated() async throws -> Bool {
-        let exists =
-            try await self.client.query("SELECT to_regclass('pollwire_migrations') IS NOT NULL")
-            .decode(Bool.self).first { _ in true } ?? false
-        guard exists else { return false }
-        var applied: Set<String> = []
-        for try await name in try await self.client.query("SELECT name FROM pollwire_migrations").decode(String.self) {
-            applied.insert(name)
-        }
-        return Self.migrations.allSatisfy { applied.contains($0.0) }
-    }
-
     /// Creates this month's ballot partition and `partitionMonthsAhead` more (monthly ranges of
     /// `created_at`); rows outside them land in the default partition.
     public func createPartitions(now: Date = Date()) async throws {
