@@ -102,15 +102,17 @@ public final class TallyBook: Sendable {
         let limit = self.latestTextLimit
         self.entries.withLock { entries in
             for change in changes {
-                guard let version = entries[change.pollID]?.version, change.version > version else { continue }
-                // Mutated in place through the dictionary: no copy of the counters.
+                // One hash of the poll id; the entry is mutated in place: no copy of the counters.
+                guard let index = entries.index(forKey: change.pollID) else { continue }
+                let version = entries.values[index].version
+                guard change.version > version else { continue }
                 if change.version == version + 1 {
-                    Self.apply(change, to: &entries[change.pollID]!, latestTextLimit: limit)
-                    if !entries[change.pollID]!.pending.isEmpty {
-                        Self.drainPending(&entries[change.pollID]!, latestTextLimit: limit)
+                    Self.apply(change, to: &entries.values[index], latestTextLimit: limit)
+                    if !entries.values[index].pending.isEmpty {
+                        Self.drainPending(&entries.values[index], latestTextLimit: limit)
                     }
                 } else {
-                    Self.hold(change, in: &entries[change.pollID]!)
+                    Self.hold(change, in: &entries.values[index])
                 }
             }
         }
