@@ -47,8 +47,18 @@ struct VoteIntake: Sendable {
         let identity: String?
         switch poll.settings.dedupe {
         case .voter:
+            // An external voter id, or else a device token: a browser on a page that names no voter
+            // (the widget's default) is one voter per device, as on a `device` poll.
+            if voter == nil || voter?.isEmpty == true, let device, !device.isEmpty {
+                identity = try self.deviceIdentity(device)
+                break
+            }
             guard let voter, !voter.isEmpty else {
-                throw .invalid(ValidationError(field: "voter", "is required: this poll counts one ballot per voter"))
+                throw .invalid(
+                    ValidationError(
+                        field: "voter",
+                        "is required: this poll counts one ballot per voter (or send a device token from POST /v1/device-tokens)"
+                    ))
             }
             guard voter.utf8.count <= Self.maxVoterLength else {
                 throw .invalid(ValidationError(field: "voter", "must be at most \(Self.maxVoterLength) bytes"))
@@ -59,10 +69,7 @@ struct VoteIntake: Sendable {
                 throw .invalid(
                     ValidationError(field: "device", "is required: get a token from POST /v1/device-tokens"))
             }
-            guard let id = self.signer.deviceID(of: device) else {
-                throw APIError(.forbidden, .forbidden, "the device token is not valid", field: "device")
-            }
-            identity = "d:" + id
+            identity = try self.deviceIdentity(device)
         case .none:
             identity = nil
         }
@@ -77,6 +84,14 @@ struct VoteIntake: Sendable {
             allowChange: poll.settings.allowChange)
         let receipt = poll.settings.visibility == .afterVote ? self.signer.receipt(pollID: pollID) : nil
         return Checked(command: command, receipt: receipt)
+    }
+
+    /// The dedupe key of a device token this server signed (`d:<device id>`).
+    private func deviceIdentity(_ token: String) throws(APIError) -> String {
+        guard let id = self.signer.deviceID(of: token) else {
+            throw APIError(.forbidden, .forbidden, "the device token is not valid", field: "device")
+        }
+        return "d:" + id
     }
 
     /// The status and JSON body for an outcome.

@@ -79,11 +79,12 @@ def start_server(data_dir, port=0):
     return process, port, key
 
 
-def host_page_server(api, poll_id):
-    """A page on another origin (localhost:<other port>) that embeds the widget from the API's origin."""
+def host_page_server(api, poll_id, attributes=""):
+    """A page on another origin (localhost:<other port>) that embeds the widget from the API's origin
+    with the README's one tag (plus `attributes`, e.g. ' data-voter="u-1"')."""
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Host page</title></head><body>"
             "<h1>A blog post</h1><p>What do you think?</p>"
-            f'<script src="{api}/embed/pollwire.js" data-poll="{poll_id}"></script>'
+            f'<script src="{api}/embed/pollwire.js" data-poll="{poll_id}"{attributes}></script>'
             "<p>Thanks for reading.</p></body></html>").encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -114,6 +115,45 @@ def browser(width=1280, height=900):
     return webdriver.Chrome(options=options, service=service) if service else webdriver.Chrome(options=options)
 
 
+README_POLL = {
+    "title": "Lunch?",
+    "questions": [{"id": "q1", "kind": "single", "prompt": "Where?",
+                   "options": [{"id": "a", "label": "Pizza"}, {"id": "b", "label": "Sushi"}]}]}
+
+
+def widget_votes_on_every_dedupe_mode(api, auth, driver):
+    """The README's example poll (no settings: voter dedupe) and each other dedupe mode, embedded with
+    the README's one tag on another origin, voted on with a click, counted by the server once."""
+    cases = [("default (voter), no data-voter", None, ""),
+             ("voter, with data-voter", {"dedupe": "voter"}, ' data-voter="reader-42"'),
+             ("device", {"dedupe": "device"}, ""),
+             ("none", {"dedupe": "none"}, "")]
+    for name, settings, attributes in cases:
+        definition = dict(README_POLL, **({"settings": settings} if settings else {}))
+        status, _, body = request("POST", f"{api}/v1/polls", definition, auth)
+        check(status == 201, f"{name}: poll created ({status})")
+        poll = json.loads(body)["id"]
+        host = host_page_server(api, poll, attributes)
+        try:
+            driver.get(f"http://localhost:{host.server_address[1]}/")
+            widget = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, ".pollwire-widget"))
+            shadow = widget.shadow_root
+            WebDriverWait(driver, 10).until(lambda d: shadow.find_elements(By.CSS_SELECTOR, "input[value=b]"))
+            shadow.find_element(By.CSS_SELECTOR, "input[value=b]").click()
+            shadow.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            WebDriverWait(driver, 10).until(
+                lambda d: shadow.find_elements(By.CSS_SELECTOR, "[data-total='1']")
+                or "could not" in shadow.find_element(By.CSS_SELECTOR, ".msg").text
+                or shadow.find_elements(By.CSS_SELECTOR, ".err"))
+            message = shadow.find_element(By.CSS_SELECTOR, ".msg").text
+            check("Thank you" in message, f"{name}: the widget votes ({message!r})")
+            _, _, body = request("GET", f"{api}/v1/polls/{poll}/results")
+            counts = {o["id"]: o["count"] for o in json.loads(body)["questions"][0]["options"]}
+            check(counts == {"a": 0, "b": 1}, f"{name}: the server counted the widget's vote once ({counts})")
+        finally:
+            host.shutdown()
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix="pollwire-web-")
@@ -133,6 +173,11 @@ def main():
             "settings": {"dedupe": "device", "visibility": "public"}}, auth)
         check(status == 201, f"poll created ({status})")
         poll = json.loads(body)["id"]
+
+        # The path a new user takes: the README's poll, the README's tag (and every other dedupe mode).
+        first = browser(900, 700)
+        drivers.append(first)
+        widget_votes_on_every_dedupe_mode(api, auth, first)
 
         # Security headers of the pages.
         for path in [f"/p/{poll}", "/admin", f"/embed/{poll}"]:

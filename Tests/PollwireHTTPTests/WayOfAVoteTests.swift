@@ -127,6 +127,39 @@ import Testing
         }
     }
 
+    /// A poll created with no settings dedupes by voter; a browser that names no voter (the widget
+    /// on a page without `data-voter`) is one voter per signed device token.
+    @Test func aDefaultPollTakesADeviceTokenWhenNoVoterIsNamed() async throws {
+        try await TestServer.run { server in
+            // The README's example, with no settings.
+            let poll = try await server.createPoll(
+                """
+                {"title": "Lunch?",
+                 "questions": [{"id": "q1", "kind": "single", "prompt": "Where?",
+                                "options": [{"id": "a", "label": "Pizza"}, {"id": "b", "label": "Sushi"}]}]}
+                """)
+            let missing = try await server.vote(poll, #"{"answers": {"q1": ["a"]}}"#)
+            #expect(missing.status == .unprocessableContent)
+            #expect(missing.errorField == "voter")
+            let token = try await server.request(.post, "/v1/device-tokens").object()["token"] as! String
+            let vote = try await server.vote(poll, #"{"device": "\#(token)", "answers": {"q1": ["a"]}}"#)
+            #expect(vote.status == .created)
+            let again = try await server.vote(poll, #"{"device": "\#(token)", "answers": {"q1": ["b"]}}"#)
+            #expect(again.status == .conflict)
+            let forged = try await server.vote(
+                poll, #"{"device": "\#(token.prefix(22)).AAAA", "answers": {"q1": ["a"]}}"#)
+            #expect(forged.status == .forbidden)
+            #expect(forged.errorField == "device")
+            // A named voter is a voter of its own, even from the same device.
+            let named = try await server.vote(
+                poll, #"{"voter": "u-17", "device": "\#(token)", "answers": {"q1": ["b"]}}"#)
+            #expect(named.status == .created)
+            let body = try await server.request(.get, "/v1/polls/\(poll)/results").object()
+            let options = ((body["questions"] as? [[String: Any]])?.first?["options"] as? [[String: Any]]) ?? []
+            #expect(options.map { $0["count"] as? Int } == [1, 1])
+        }
+    }
+
     @Test func batchVotesAnswerEachBallotInOneCommit() async throws {
         try await TestServer.run { server in
             let poll = try await server.createPoll()

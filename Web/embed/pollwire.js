@@ -1,5 +1,6 @@
 /* Pollwire widget: <script src="https://HOST/embed/pollwire.js" data-poll="ID" async></script>
- * Renders the poll where the script tag is, votes, then shows live results (per the poll's
+ * (data-voter="ID" names the voter on polls that dedupe by voter; without it the browser's device
+ * token identifies the voter). Renders the poll where the script tag is, votes, then shows live results (per the poll's
  * visibility). No dependencies; styles live in a shadow root, so the host page cannot break them. */
 (function () {
   "use strict";
@@ -195,9 +196,13 @@
     var dedupe = (poll.settings || {}).dedupe;
     var idem = store.getItem(key("idem:" + poll.id)) || String(Date.now()) + Math.random().toString(36).slice(2);
     store.setItem(key("idem:" + poll.id), idem);
-    var token = dedupe === "device" ? deviceToken() : Promise.resolve(null);
+    // A voter id from the page (data-voter) on a poll that dedupes by voter; otherwise this
+    // browser's device token, which a voter poll also takes as the voter's identity.
+    var voter = dedupe === "voter" ? me.getAttribute("data-voter") : null;
+    var token = dedupe === "none" || voter ? Promise.resolve(null) : deviceToken();
     return token.then(function (device) {
       var body = { answers: answers };
+      if (voter) body.voter = voter;
       if (device) body.device = device;
       return api("/v1/polls/" + encodeURIComponent(poll.id) + "/votes", {
         method: "POST",
