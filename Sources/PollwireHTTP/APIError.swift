@@ -34,6 +34,7 @@ public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         public static let storageFailure = Code("storage_failure")
         public static let storeUnavailable = Code("store_unavailable")
         public static let requestTimeout = Code("request_timeout")
+        public static let headerTooLarge = Code("header_too_large")
         public static let internalError = Code("internal_error")
     }
 

@@ -11,8 +11,8 @@ import Synchronization
 /// The count and the refusal live in `AdmissionHandler`, in the channel pipeline before
 /// Hummingbird: a refused request costs its HTTP parsing, one atomic load and one prepared
 /// response, and never becomes a `Request`, a task or a trip through the router. A request is
-/// in flight from its head until its response's end is written, including the time it waits
-/// for a task, which is what grows when the server falls behind.
+/// in flight from when it has arrived whole until its response's end is written, including the
+/// time it waits for a task, which is what grows when the server falls behind.
 ///
 /// The ingest queue has its own bound (`ingest.queueCapacity`): an admitted vote may still get
 /// 503 `overloaded` when the writer is behind.
@@ -67,16 +67,28 @@ final class Admission: Sendable {
 /// beyond its pool's cap with the prepared 503: the request's parts are dropped and the router
 /// never sees it. A refusal is only answered when no earlier request of the connection is still
 /// being answered, so responses keep their order.
+///
+/// A request takes its place once it has arrived whole: its head and body are held here until
+/// its end (nearly every request arrives in one read, so this holds nothing for long), so that
+/// clients that trickle their bodies cannot fill the pool and lock out well-behaved ones; the read
+/// deadline cuts them off. Two exceptions take their place at the head, as before: a request that
+/// asks for `Expect: 100-continue` (its client waits for an answer before sending the body), and
+/// one whose held body passes `holdLimit` bytes (it is sent on, not kept).
 final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
+    /// Most body bytes held for one request before it is admitted on the spot.
+    static let holdLimit = 64 * 1024
+
     private let admission: Admission
     /// The pools of the requests being answered, oldest first (more than one only when a client
     /// pipelines); each leaves its pool when its response ends.
     private var answering: [Admission.Pool?] = []
+    /// The request still arriving: its head and the body parts so far, not yet admitted.
+    private var held: (head: HTTPRequest, pool: Admission.Pool?, body: [ByteBuffer], bytes: Int)?
     /// Dropping the parts of a refused request until its end.
     private var refusing = false
     private var closeAfterRefusal = false
@@ -89,18 +101,31 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch self.unwrapInboundIn(data) {
         case .head(let request):
             let pool = self.admission.pool(for: request)
-            if let pool, pool.isFull, self.answering.isEmpty {
-                pool.refused.increment()
-                self.refusing = true
-                self.closeAfterRefusal = request.headerFields[.connection]?.lowercased() == "close"
+            if pool == nil || request.headerFields[.expect]?.lowercased() == "100-continue" {
+                self.admitOrRefuse(request, pool: pool, body: [], context: context)
+            } else {
+                self.held = (request, pool, [], 0)
+            }
+        case .body(let part):
+            if self.refusing { return }
+            guard var held = self.held else {
+                context.fireChannelRead(data)
                 return
             }
-            pool?.enter()
-            self.answering.append(pool)
-            context.fireChannelRead(data)
-        case .body:
-            if !self.refusing { context.fireChannelRead(data) }
+            held.body.append(part)
+            held.bytes += part.readableBytes
+            if held.bytes > Self.holdLimit {
+                self.held = nil
+                self.admit(held.head, pool: held.pool, context: context)
+                for part in held.body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
+            } else {
+                self.held = held
+            }
         case .end:
+            if let held = self.held {
+                self.held = nil
+                self.admitOrRefuse(held.head, pool: held.pool, body: held.body, context: context)
+            }
             guard self.refusing else {
                 context.fireChannelRead(data)
                 return
@@ -117,6 +142,28 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
             }
         }
+    }
+
+    /// The request counts in its pool from here until its response ends, and goes on.
+    private func admit(_ request: HTTPRequest, pool: Admission.Pool?, context: ChannelHandlerContext) {
+        pool?.enter()
+        self.answering.append(pool)
+        context.fireChannelRead(self.wrapInboundOut(.head(request)))
+    }
+
+    /// Refuses the request when its pool is full (and nothing earlier is being answered);
+    /// otherwise admits it and sends its held body on.
+    private func admitOrRefuse(
+        _ request: HTTPRequest, pool: Admission.Pool?, body: [ByteBuffer], context: ChannelHandlerContext
+    ) {
+        if let pool, pool.isFull, self.answering.isEmpty {
+            pool.refused.increment()
+            self.refusing = true
+            self.closeAfterRefusal = request.headerFields[.connection]?.lowercased() == "close"
+            return
+        }
+        self.admit(request, pool: pool, context: context)
+        for part in body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -138,5 +185,6 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func leaveAll() {
         for pool in self.answering { pool?.leave() }
         self.answering.removeAll()
+        self.held = nil
     }
 }

@@ -5,7 +5,8 @@ import PollwireEngine
 
 /// The router's side of `GET /v1/polls/{id}/live`: only the requests `LiveEventsHandler` lets
 /// through reach it, those it cannot stream (unknown or draft poll, tallies still loading), and
-/// it answers them with the usual JSON errors. The stream itself never comes here.
+/// it answers them with the usual JSON errors, and `HEAD` with the stream's head. The stream
+/// itself never comes here.
 struct LiveController {
     let book: TallyBook
 
@@ -15,6 +16,11 @@ struct LiveController {
             let id = try context.parameters.require("id")
             if let poll = self.book.poll(id), poll.status != .draft {
                 try OriginPolicy.check(request.headers[.origin], poll: poll)
+                // HEAD: the stream's head, without the stream.
+                if request.method == .head {
+                    return Response(
+                        status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"])
+                }
             }
             throw APIError.notFound("poll")
         }

@@ -47,6 +47,10 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     let tls: Bool
     /// Whether permessage-deflate is accepted when a client offers it.
     let webSocketDeflate: Bool
+    /// How long a request may take to arrive, head and body, from its first byte.
+    let readTimeout: TimeAmount
+    /// The answers to requests that cannot be parsed or do not arrive in time.
+    let protocolErrors: ProtocolErrorResponses
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -54,6 +58,9 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             // Whether the 101 accepted permessage-deflate: decided once, used by the handler.
             let deflate = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let dependencies = self.dependencies
+            let requestGuard = NIOLoopBound(
+                HTTP1RequestGuard(timeout: self.readTimeout, responses: self.protocolErrors),
+                eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.maxFrameSize,
                 shouldUpgrade: { channel, head in
@@ -61,6 +68,10 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                     let allowed = path == Self.path && dependencies.book.isLoaded
                     guard allowed else { return channel.eventLoop.makeSucceededFuture(nil) }
+                    // WebSocket frames follow: the guard reads HTTP parts only, and must be gone
+                    // before the upgrade removes the decoder (which forwards the bytes after the
+                    // request as they are).
+                    channel.pipeline.syncOperations.removeHandler(requestGuard.value, promise: nil)
                     var headers = Self.upgradeHeaders(dependencies)
                     if self.webSocketDeflate, PerMessageDeflate.isOffered(head.headers) {
                         headers.add(name: "Sec-WebSocket-Extensions", value: PerMessageDeflate.accepted)
@@ -110,8 +121,11 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.enablePipelining = false
             configuration.enableErrorHandling = false
             configuration.enableResponseHeaderValidation = false
-            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
-                configuration: configuration)
+            let pipeline = channel.pipeline.syncOperations
+            let result = try pipeline.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            // Right after the decoder (NIO's own error handler goes there), from the first byte.
+            let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(requestGuard.value, position: .after(decoder))
             return Value(upgradeResult: result, channel: channel)
         }
     }

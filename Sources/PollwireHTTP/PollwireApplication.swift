@@ -45,13 +45,14 @@ public enum PollwireApplication {
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) async throws -> (some ApplicationProtocol, Parts) {
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
-            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
-        ]
-        factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+        let factory = PollwireMetricsFactory(
+            registry: registry,
+            durationBuckets: [
+                .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+                .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+            ],
+            valueBuckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
 
         let book = TallyBook(latestTextLimit: settings.latestTextLimit)
         let hub = Hub(book: book, configuration: settings.live, now: now, metricsFactory: factory)
@@ -77,7 +78,8 @@ public enum PollwireApplication {
         let signer = Signer(secret: try await pollStore.secret(named: "signing", orMake: Signer.makeSecret))
         let intake = VoteIntake(book: book, signer: signer, now: now)
 
-        let router = Router(context: PollwireRequestContext.self)
+        // HEAD answers every GET route as GET does, with its headers and without its body.
+        let router = Router(context: PollwireRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: RouteMetricsMiddleware(instruments: .init(factory: factory)))
         router.add(middleware: EdgeHeadersMiddleware(tls: settings.tls != nil))
         router.add(middleware: CompressionMiddleware(minimumBytes: settings.compression.minimumBytes))
@@ -117,6 +119,8 @@ public enum PollwireApplication {
             factory: factory)
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
         let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
+        let protocolErrors = ProtocolErrorResponses(
+            securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil).map { ($0.name.rawName, $0.value) })
         let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }
         let app = Application(
             router: router,
@@ -124,12 +128,11 @@ public enum PollwireApplication {
                 let http1 = LiveHTTPChannel(
                     responder: responder,
                     http1: .init(
-                        additionalChannelHandlers: [
-                            RequestReadDeadlineHandler(timeout: readTimeout), AdmissionHandler(admission: admission),
-                        ],
+                        additionalChannelHandlers: [AdmissionHandler(admission: admission)],
                         idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
-                    webSocketDeflate: settings.compression.webSocketDeflate)
+                    webSocketDeflate: settings.compression.webSocketDeflate, readTimeout: readTimeout,
+                    protocolErrors: protocolErrors)
                 let http2 =
                     settings.http2
                     ? HTTP2Channel(

@@ -99,6 +99,15 @@ struct VotesController {
 
     @Sendable func issueDeviceToken(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         try self.limits.deviceTokenFromAddress(self.limits.clientAddress(request, channel: context.channel))
+        // The request is read whole first: one whose body cannot be parsed gets 400 from
+        // HTTP1RequestGuard, and no token.
+        do {
+            _ = try await request.body.collect(upTo: self.settings.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw APIError(
+                .contentTooLarge, .payloadTooLarge,
+                "the request body is larger than \(self.settings.maxBodyBytes) bytes")
+        }
         return Response.json(
             .created, "{\"token\":\"\(self.intake.signer.issueDeviceToken())\"}", headers: [.cacheControl: "no-store"])
     }

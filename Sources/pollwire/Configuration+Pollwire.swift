@@ -10,13 +10,19 @@ import SystemPackage
 
 /// Reads configuration: command-line flags, then `POLLWIRE_*` environment variables, then the
 /// optional JSON file, then the defaults in the code. docs/configuration.md lists every key.
+///
+/// Every source is checked first (`ConfigCatalog`): an unknown key or a value out of range
+/// stops the command before it opens or binds anything.
 func makeConfigReader(_ options: ConfigOptions) async throws -> ConfigReader {
+    let environment = ProcessInfo.processInfo.environment
+    let path = options.configFile ?? environment["POLLWIRE_CONFIG_FILE"]
+    try ConfigCatalog.check(
+        arguments: options.settings, environment: environment, file: try path.map(ConfigCatalog.readFile))
     var providers: [any ConfigProvider] = [
         CommandLineArgumentsProvider(arguments: ["pollwire"] + options.settings),
         EnvironmentVariablesProvider().prefixKeys(with: "pollwire"),
     ]
-    let environmentFile = ProcessInfo.processInfo.environment["POLLWIRE_CONFIG_FILE"]
-    if let path = options.configFile ?? environmentFile {
+    if let path {
         providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(path)))
     }
     return ConfigReader(providers: providers)

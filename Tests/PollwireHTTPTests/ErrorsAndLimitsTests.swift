@@ -183,32 +183,6 @@ func rawVote(port: Int, poll: String, voter: String) async throws -> String {
 func rawExchange(
     port: Int, chunks: [String], pause: Duration, holdOpenFor: Duration
 ) async throws -> (text: String, closed: Bool) {
-    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .connect(host: "127.0.0.1", port: port) { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-            }
-        }
-    return try await channel.executeThenClose { inbound, outbound in
-        for chunk in chunks {
-            try await outbound.write(ByteBuffer(string: chunk))
-            if pause > .zero { try await Task.sleep(for: pause) }
-        }
-        return try await withThrowingTaskGroup(of: (String, Bool)?.self) { group in
-            group.addTask {
-                var text = ""
-                do {
-                    for try await buffer in inbound { text += String(buffer: buffer) }
-                } catch {}
-                return (text, true)
-            }
-            group.addTask {
-                try await Task.sleep(for: holdOpenFor)
-                return nil
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            return first ?? ("", false)
-        }
-    }
+    try await rawBytesExchange(
+        port: port, chunks: chunks.map { Array($0.utf8) }, pause: pause, holdOpenFor: holdOpenFor)
 }

@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func everyAcknowledgedVoteSurvivesSIGKILL() async throws {
-        let cycles = Int(ProcessInfo.processInfo.environment["POLLWIRE_CRASH_CYCLES"] ?? "") ?? 20
+        let cycles = Int(ProcessInfo.processInfo.environment["PWTEST_CRASH_CYCLES"] ?? "") ?? 20
         let directory = temporaryDirectory("crash")
         defer { try? FileManager.default.removeItem(at: directory) }
         let key = try ServerProcess.runTool(["keys", "create", "--data-dir", directory.path])

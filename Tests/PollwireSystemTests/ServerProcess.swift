@@ -10,9 +10,9 @@ final class ServerProcess: @unchecked Sendable {
     let port: Int
     let output: OutputCollector
 
-    /// The binary next to the test bundle (`.build/<config>/pollwire`), or `POLLWIRE_BINARY`.
+    /// The binary next to the test bundle (`.build/<config>/pollwire`), or `PWTEST_BINARY`.
     static var binary: URL {
-        if let path = ProcessInfo.processInfo.environment["POLLWIRE_BINARY"] { return URL(fileURLWithPath: path) }
+        if let path = ProcessInfo.processInfo.environment["PWTEST_BINARY"] { return URL(fileURLWithPath: path) }
         return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("pollwire")
     }
