@@ -216,7 +216,11 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
             guard let newline = self.buffer.readableBytesView[digitsStart...].firstIndex(of: UInt8(ascii: "\n"))
             else { return }
             var version = 0
-            for byte in self.buffer.readableBytesView[digitsStart..<newline] { version = version * 10 + Int(byte - 48) }
+            // `42` or `42-h` (hidden results): the digits up to the first other byte.
+            for byte in self.buffer.readableBytesView[digitsStart..<newline] {
+                guard byte >= 48, byte <= 57 else { break }
+                version = version * 10 + Int(byte - 48)
+            }
             self.buffer.moveReaderIndex(to: newline + 1)
             self.seen(version: version, context: context)
         }

@@ -57,17 +57,21 @@ public final class Hub: Service, Sendable {
     public let configuration: Configuration
     private let now: @Sendable () -> Date
     private let metrics: HubMetrics
+    /// Told which polls opened or closed by themselves on a tick (to purge CDN copies).
+    private let phaseChanged: @Sendable ([String]) -> Void
 
     public init(
         book: TallyBook, configuration: Configuration = Configuration(),
         now: @escaping @Sendable () -> Date = { Date() },
-        metricsFactory: any MetricsFactory = MetricsSystem.factory
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        phaseChanged: @escaping @Sendable ([String]) -> Void = { _ in }
     ) {
         self.book = book
         self.configuration = configuration
         self.now = now
         self.shards = (0..<configuration.shards).map { _ in Shard() }
         self.metrics = HubMetrics(factory: metricsFactory)
+        self.phaseChanged = phaseChanged
     }
 
     private func shard(_ pollID: String) -> Shard {
@@ -115,7 +119,7 @@ public final class Hub: Service, Sendable {
         for change in changes { self.touch(change.pollID, at: at) }
     }
 
-    /// Marks one poll dirty (its definition changed: reveal, close, visibility).
+    /// Marks one poll dirty (its definition changed: reveal, close, visibility; or its phase).
     public func touch(_ pollID: String, at instant: ContinuousClock.Instant = .now) {
         self.shard(pollID).state.withLock { state in
             guard state.topics[pollID] != nil, state.dirty[pollID] == nil else { return }
@@ -139,6 +143,7 @@ public final class Hub: Service, Sendable {
             }
             next = next.advanced(by: self.configuration.publishInterval)
             if next < clock.now { next = clock.now.advanced(by: self.configuration.publishInterval) }
+            self.publishPhaseChanges()
             self.publish()
             let now = clock.now
             if now - lastStuckCheck >= .seconds(1) {
@@ -150,6 +155,16 @@ public final class Hub: Service, Sendable {
                 self.forEachSubscriber { $0.ping() }
             }
         }
+    }
+
+    /// Marks dirty the polls whose `opensAt` or `closesAt` has just passed, so that this tick
+    /// gives their viewers what they may now see (an `after_close` poll's results at its close).
+    /// Every node does this by itself from the definitions it holds.
+    public func publishPhaseChanges() {
+        let polls = self.book.phaseChanges()
+        guard !polls.isEmpty else { return }
+        for poll in polls { self.touch(poll) }
+        self.phaseChanged(polls)
     }
 
     /// One tick: offers the newest frame of every dirty poll to its subscribers; subscribers in

@@ -10,7 +10,11 @@ public struct LiveFrame: Sendable {
     public let hidden: Bool
     /// The snapshot JSON: the same bytes as `GET /results`, and a WebSocket message.
     public let json: ByteBuffer
-    /// The same JSON as one Server-Sent Event: `id: <version>`, `event: results`, `data: ...`.
+    /// The Server-Sent Event id: what the viewer saw, as the results ETag names it: the version,
+    /// and `-h` when the results were hidden (`42-h`). A viewer that resumes with the id of
+    /// hidden results gets the results once a reveal or a close shows them, at the same version.
+    public let eventID: String
+    /// The same JSON as one Server-Sent Event: `id: <eventID>`, `event: results`, `data: ...`.
     public let event: ByteBuffer
     /// The same JSON as one whole WebSocket text frame, header included: a server's frames are
     /// not masked, so every viewer gets the very same bytes.
@@ -26,9 +30,10 @@ public struct LiveFrame: Sendable {
         self.version = snapshot.version
         self.hidden = snapshot.hidden
         self.json = snapshot.body
+        self.eventID = snapshot.hidden ? "\(snapshot.version)-h" : String(snapshot.version)
         var event = ByteBuffer()
         event.reserveCapacity(snapshot.body.readableBytes + 48)
-        event.writeString("id: \(snapshot.version)\nevent: results\ndata: ")
+        event.writeString("id: \(self.eventID)\nevent: results\ndata: ")
         event.writeImmutableBuffer(snapshot.body)
         event.writeString("\n\n")
         self.event = event

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import NIOCore
 public import PollwireCore
 import Synchronization
@@ -31,11 +31,15 @@ public final class TallyBook: Sendable {
     private let entries = Mutex<[String: Entry]>([:])
     private let loaded = Atomic<Bool>(false)
     private let stale = Atomic<Bool>(false)
+    /// The moments ahead when a poll opens or closes by itself.
+    private let schedule = Mutex(PhaseSchedule())
+    private let now: @Sendable () -> Date
     /// How many text answers per question are kept for results.
     public let latestTextLimit: Int
 
-    public init(latestTextLimit: Int = 10) {
+    public init(latestTextLimit: Int = 10, now: @escaping @Sendable () -> Date = { Date() }) {
         self.latestTextLimit = latestTextLimit
+        self.now = now
     }
 
     // MARK: Loading
@@ -49,6 +53,8 @@ public final class TallyBook: Sendable {
                 latestText: stored.latestText.mapValues { Array($0.prefix(self.latestTextLimit)) })
         }
         self.entries.withLock { $0 = fresh }
+        let schedule = PhaseSchedule(polls.lazy.map(\.poll), after: self.now())
+        self.schedule.withLock { $0 = schedule }
         self.loaded.store(true, ordering: .releasing)
     }
 
@@ -76,6 +82,8 @@ public final class TallyBook: Sendable {
 
     /// Adds a new poll or replaces a poll's definition; its counters stay.
     public func put(_ poll: Poll) {
+        let now = self.now()
+        self.schedule.withLock { $0.set(poll, after: now) }
         self.entries.withLock { entries in
             if var entry = entries[poll.id] {
                 entry.poll = poll
@@ -91,6 +99,14 @@ public final class TallyBook: Sendable {
     /// Forgets a deleted poll.
     public func remove(_ id: String) {
         _ = self.entries.withLock { $0.removeValue(forKey: id) }
+        self.schedule.withLock { $0.remove(id) }
+    }
+
+    /// The polls that opened or closed by themselves (their `opensAt` or `closesAt` passed)
+    /// since the last call: what their viewers may see has changed, though no vote did.
+    public func phaseChanges() -> [String] {
+        let now = self.now()
+        return self.schedule.withLock { $0.due(at: now) }
     }
 
     // MARK: Counting
@@ -154,7 +170,7 @@ public final class TallyBook: Sendable {
     @discardableResult
     public func resync(_ stored: StoredPoll) -> Bool {
         let limit = self.latestTextLimit
-        return self.entries.withLock { entries in
+        let changed = self.entries.withLock { entries in
             var entry =
                 entries[stored.poll.id]
                 ?? Entry(poll: stored.poll, version: -1, tally: Tally(), latestText: [:])
@@ -171,6 +187,11 @@ public final class TallyBook: Sendable {
             entries[stored.poll.id] = entry
             return true
         }
+        if changed {
+            let now = self.now()
+            self.schedule.withLock { $0.set(stored.poll, after: now) }
+        }
+        return changed
     }
 
     // MARK: Staleness

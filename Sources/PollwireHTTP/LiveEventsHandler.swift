@@ -16,9 +16,11 @@ import Synchronization
 /// usual error. Once it takes a request, the connection is an event stream until it closes.
 ///
 /// The stream: a `retry:` hint (1 to 3 s, jittered so a restart does not bring every viewer
-/// back at once), the current results at once unless `Last-Event-ID` names the current version,
-/// then each new version as `id: <version>`, `event: results`, `data: <results JSON>`, and a
-/// `: ping` comment on idle heartbeats. Flow control as in `LiveSocketHandler`.
+/// back at once), the current results at once unless `Last-Event-ID` names what the viewer would
+/// get now, then each change as `id: <version>` (`<version>-h` while the results are hidden),
+/// `event: results`, `data: <results JSON>`, and a `: ping` comment on idle heartbeats. A
+/// reveal, a close (also a scheduled one) or a reopening changes the id, so a viewer that
+/// resumes after it gets what it may now see. Flow control as in `LiveSocketHandler`.
 ///
 /// Threading: `LiveSubscriber` methods may be called from any thread; every `var` is touched
 /// on the channel's event loop only.
@@ -42,7 +44,9 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private var context: ChannelHandlerContext?
     /// The poll streamed, once this connection took a live request.
     private var pollID: String?
-    private var lastEventID: Int64?
+    /// The id of the last event the viewer saw (`Last-Event-ID`): resuming with the current one
+    /// sends nothing until the next change.
+    private var lastEventID: String?
     private var origin: String?
     private var streaming = false
     private var closing = false
@@ -81,7 +85,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         let part = self.unwrapInboundIn(data)
         if self.pollID == nil, case .head(let request) = part, let pollID = self.liveRequest(request) {
             self.pollID = pollID
-            self.lastEventID = request.headerFields[.lastEventID].flatMap { Int64($0) }
+            self.lastEventID = request.headerFields[.lastEventID]
             self.origin = request.headerFields[.origin]
             let receipt = request.headerFields[.pollwireReceipt] ?? Self.query(request.path, "receipt")
             let valid = self.dependencies.signer.isValidReceipt(receipt, pollID: pollID)
@@ -150,7 +154,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         self.dependencies.eventsMetrics.connected()
         self.dependencies.hub.subscribe(self, to: pollID)
         if let frame = self.dependencies.hub.currentFrame(of: pollID, hasVoted: self.hasVoted(pollID)),
-            frame.version != self.lastEventID || frame.hidden
+            frame.eventID != self.lastEventID
         {
             self.send(frame, context: context)
         }

@@ -54,9 +54,11 @@ public enum PollwireApplication {
             ],
             valueBuckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
 
-        let book = TallyBook(latestTextLimit: settings.latestTextLimit)
-        let hub = Hub(book: book, configuration: settings.live, now: now, metricsFactory: factory)
+        let book = TallyBook(latestTextLimit: settings.latestTextLimit, now: now)
         let purger = CachePurger(settings: settings.purge, logger: Logger(label: "pollwire.purge"), factory: factory)
+        let hub = Hub(
+            book: book, configuration: settings.live, now: now, metricsFactory: factory,
+            phaseChanged: { polls in purger?.changed(polls) })
         if settings.purge.url != nil, purger == nil {
             throw PollwireSettingsError(
                 "purge.url must be an http:// URL, e.g. http://127.0.0.1:8081/v1/polls/{poll}/results")

@@ -45,7 +45,7 @@ final class ManualClock: Sendable {
     @Test func aZeroRateIsOff() {
         let limiter = RateLimiter()
         let off = RateLimiter.Rule(rate: 0, burst: 1)
-        for _ in 0..<100 { #expect(limiter.check("k", rule: off) != .limited(retryAfterSeconds: 1)) }
+        for _ in 0..<100 { #expect(limiter.check("k", rule: off) == .allowed(remaining: 1, resetSeconds: 0)) }
         #expect(limiter.count == 0)
     }
 

@@ -8,7 +8,7 @@ import NIOWebSocket
 import PollwireEngine
 import Testing
 
-@Suite struct LiveWebSocketTests {
+@Suite(.timeLimit(.minutes(1))) struct LiveWebSocketTests {
     /// Reads messages until one satisfies `match`, at most `timeout`; returns it parsed.
     static func read(
         _ iterator: inout WebSocketInboundMessageStream.AsyncIterator, timeout: Duration = .seconds(5),
@@ -61,7 +61,8 @@ import Testing
                 #expect(revealed?["questions"] != nil)
 
                 try await outbound.write(.text(#"{"type": "unsubscribe", "polls": ["\#(open)"]}"#))
-                _ = try await Self.read(&messages) { $0["type"] as? String == "unsubscribed" }
+                let unsubscribed = try await Self.read(&messages) { $0["type"] as? String == "unsubscribed" }
+                #expect(unsubscribed?["polls"] as? [String] == [open])
                 _ = try await server.vote(open, #"{"voter": "2", "answers": {"q1": ["a"]}}"#)
                 _ = try await server.vote(hidden, #"{"voter": "2", "answers": {"q1": ["a"]}}"#)
                 let next = try await Self.read(&messages) { $0["version"] as? Int == 2 }

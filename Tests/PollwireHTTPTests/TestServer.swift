@@ -35,7 +35,8 @@ struct TestServer {
             voteStore: voteStore?(database) ?? SQLiteVoteStore(database: database))
         return try await app.test(.live) { client in
             let server = TestServer(client: client, key: key, parts: parts, database: database)
-            for _ in 0..<200 where !parts.book.isLoaded { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<500 where !parts.book.isLoaded { try await Task.sleep(for: .milliseconds(10)) }
+            try #require(parts.book.isLoaded, "the server did not load its tallies within 5 s")
             return try await body(server)
         }
     }

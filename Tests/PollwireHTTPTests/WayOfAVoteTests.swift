@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import PollwireEngine
+import PollwireHTTP
 import Testing
 
 /// The README's walk-through, over a real socket: create, vote, read results, 304.
@@ -40,10 +41,17 @@ import Testing
             #expect(notModified.status == .notModified)
             #expect(notModified.body.readableBytes == 0)
 
-            // The cached snapshot is the same bytes until the version moves.
+            // The snapshot is encoded once per version: every read until the version moves is
+            // served from the very same buffer (same storage, not only equal bytes).
             let again2 = try await server.request(.get, "/v1/polls/\(poll)/results")
             #expect(again2.body == results.body)
+            let book = server.parts.book
+            let cachedOnce = try #require(book.snapshot(of: poll, hidden: false))
+            let cachedTwice = try #require(book.snapshot(of: poll, hidden: false))
+            #expect(Self.storage(cachedOnce.body) == Self.storage(cachedTwice.body))
             _ = try await server.vote(poll, #"{"voter": "u-19", "answers": {"q1": ["b"]}}"#)
+            let moved = try #require(book.snapshot(of: poll, hidden: false))
+            #expect(moved.version == 3 && Self.storage(moved.body) != Self.storage(cachedOnce.body))
             let stale = try await server.request(
                 .get, "/v1/polls/\(poll)/results", headers: [.ifNoneMatch: "\"\(poll)-2\""])
             #expect(stale.status == .ok)
@@ -125,6 +133,11 @@ import Testing
             #expect(missing.status == .unprocessableContent)
             #expect(missing.errorField == "device")
         }
+    }
+
+    /// Where a buffer's bytes live: equal for two views of one storage.
+    static func storage(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
+        buffer.withUnsafeReadableBytes { UnsafeRawPointer($0.baseAddress) }
     }
 
     /// A poll created with no settings dedupes by voter; a browser that names no voter (the widget

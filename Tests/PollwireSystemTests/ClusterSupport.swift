@@ -157,10 +157,12 @@ final class SSEViewer: @unchecked Sendable {
     let process: Process
     private let state = Mutex<(buffer: String, versions: [Int64: ContinuousClock.Instant], last: String)>(("", [:], ""))
 
-    init(port: Int, pollID: String) throws {
+    init(port: Int, pollID: String, lastEventID: String? = nil) throws {
         self.process = Process()
         self.process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        self.process.arguments = ["-sN", "--max-time", "120", "http://127.0.0.1:\(port)/v1/polls/\(pollID)/live"]
+        self.process.arguments =
+            ["-sN", "--max-time", "120", "http://127.0.0.1:\(port)/v1/polls/\(pollID)/live"]
+            + (lastEventID.map { ["-H", "Last-Event-ID: \($0)"] } ?? [])
         let pipe = Pipe()
         self.process.standardOutput = pipe
         self.process.standardError = FileHandle.nullDevice
@@ -190,6 +192,16 @@ final class SSEViewer: @unchecked Sendable {
         return try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
     }
 
+    /// Waits until the newest results this viewer got satisfy `condition` (at most `timeout`).
+    func waitForLatest(timeout: Duration, _ condition: ([String: Any]) -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let latest = self.latest, condition(latest) { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
     /// When this viewer first saw a version at or above `version`.
     func firstSeen(atLeast version: Int64) -> ContinuousClock.Instant? {
         self.state.withLock { state in
@@ -207,8 +219,10 @@ final class SSEViewer: @unchecked Sendable {
         return false
     }
 
+    /// Ends curl with SIGKILL: it may have inherited an ignored SIGTERM from the test process
+    /// (it then ran on until its --max-time, 120 s).
     func stop() {
-        self.process.terminate()
+        kill(self.process.processIdentifier, SIGKILL)
         self.process.waitUntilExit()
     }
 }
@@ -246,7 +260,20 @@ struct TestCluster {
         let created = try await client.json(
             .post, "/v1/polls", definition, headers: [.authorization: "Bearer \(self.key)"])
         #expect(created.status == .created, "\(created.text)")
-        return try #require(try created.object()["id"] as? String)
+        let id = try #require(try created.object()["id"] as? String)
+        // Every node learns of a new poll from the change feed: a viewer that comes to a node
+        // before then gets 404. Wait until each node knows it (at most 5 s).
+        for node in self.nodes {
+            let reader = node.client()
+            defer { Task { try? await reader.shutdown() } }
+            var known = false
+            for _ in 0..<250 where !known {
+                known = try await reader.json(.get, "/v1/polls/\(id)").status == .ok
+                if !known { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(known, "node \(node.port) never learned of poll \(id)")
+        }
+        return id
     }
 
     /// What PostgreSQL holds for a poll: each voter's latest answers (by stored voter id: `v:`

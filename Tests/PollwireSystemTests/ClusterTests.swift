@@ -87,7 +87,55 @@ import Testing
             "cluster propagation (ack on node 1 -> SSE on node 2, 100 votes): p50 \(latencies[50]), p99 \(latencies[98]), max \(latencies[99])"
         )
         #expect(latencies[98] < .seconds(1), "a vote took \(latencies[98]) to reach another node's viewer")
+        try await self.stateChangesReachEveryNode(cluster)
         await cluster.stop()
+    }
+
+    /// An `after_close` poll that closes by itself shows its results to viewers on every node
+    /// at its close; a viewer on another node that resumes from hidden results after a reveal
+    /// gets the results.
+    func stateChangesReachEveryNode(_ cluster: TestCluster) async throws {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let closesAt = Date().addingTimeInterval(3)
+        let scheduled = try await cluster.createPoll(
+            Self.poll.replacingOccurrences(
+                of: #""settings": {"allowChange": true}"#,
+                with: #""settings": {"visibility": "after_close"}, "closesAt": "\#(formatter.string(from: closesAt))""#)
+        )
+        let hidden = try await cluster.createPoll(
+            Self.poll.replacingOccurrences(
+                of: #""settings": {"allowChange": true}"#, with: #""settings": {"visibility": "hidden_until_reveal"}"#))
+        let node1 = cluster.nodes[0].client()
+        for poll in [scheduled, hidden] {
+            let vote = try await node1.json(.post, "/v1/polls/\(poll)/votes", Self.ballot(1))
+            #expect(vote.status == .created)
+        }
+        let watchers = try cluster.nodes.map { try SSEViewer(port: $0.port, pollID: scheduled) }
+        defer { for watcher in watchers { watcher.stop() } }
+        for watcher in watchers {
+            #expect(try await watcher.waitForLatest(timeout: .seconds(5)) { $0["hidden"] as? Bool == true })
+        }
+        for (index, watcher) in watchers.enumerated() {
+            #expect(
+                try await watcher.waitForLatest(timeout: .seconds(8)) { $0["hidden"] as? Bool == false },
+                "node \(index + 1)'s viewer never saw the results of the scheduled close")
+        }
+        #expect(
+            Date().timeIntervalSince(closesAt) < 3, "the close took \(Date().timeIntervalSince(closesAt)) s to show")
+
+        let before = try SSEViewer(port: cluster.nodes[1].port, pollID: hidden)
+        #expect(try await before.waitForLatest(timeout: .seconds(5)) { $0["version"] as? Int == 1 })
+        before.stop()
+        let revealed = try await node1.json(
+            .post, "/v1/polls/\(hidden)/reveal", headers: [.authorization: "Bearer \(cluster.key)"])
+        #expect(revealed.status == .ok)
+        try await node1.shutdown()
+        let resumed = try SSEViewer(port: cluster.nodes[2].port, pollID: hidden, lastEventID: "1-h")
+        defer { resumed.stop() }
+        #expect(
+            try await resumed.waitForLatest(timeout: .seconds(5)) { $0["hidden"] as? Bool == false },
+            "a viewer resuming from hidden results on another node after a reveal got nothing")
     }
 
     // MARK: A node dies
