@@ -122,6 +122,7 @@ let package = Package(
         .executableTarget(
             name: "PollwireBench",
             dependencies: [
+                "PollwireCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -13,11 +13,13 @@ import NIOPosix
 /// - `idle`: opens N live viewers and reports the server's resident memory per viewer.
 /// - `fanout`: N live viewers while votes flow at a fixed rate (open loop); reports deliveries
 ///   per second, server CPU per 1000 deliveries, and vote acknowledged -> viewer received latency.
+/// - `fuzz`: seeded raw HTTP inputs, one connection each: no crash, hang, 5xx or descriptor left.
+/// - `slowloris`: a normal client's latency alone and beside connections that trickle their heads.
 @main
 struct PollwireBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pollwire-bench", abstract: "Load generator for Pollwire.",
-        subcommands: [Ingest.self, Read.self, Mixed.self, Idle.self, Fanout.self])
+        subcommands: [Ingest.self, Read.self, Mixed.self, Idle.self, Fanout.self, Fuzz.self, Slowloris.self])
 }
 
 /// The server under load, and how to report: shared by every scenario.

@@ -243,17 +243,24 @@ final class FirstRequestGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Closes a new connection that sends nothing within `timeout`; steps aside at its first bytes
-/// (from then on the HTTP idle timeout and the request read deadline apply).
+/// Closes a new connection that sends nothing within `timeout`. Without `negotiation`, it steps
+/// aside at the first bytes (from then on the HTTP idle timeout and `HTTP1RequestGuard` apply).
+/// With it, the connection must finish negotiating (TLS and ALPN, or the HTTP/2 preface sniff)
+/// within `negotiation` of its first bytes; whoever set it up removes it when that is done. So a
+/// client that trickles a TLS handshake or the first bytes of the HTTP/2 preface is cut too.
+/// A client that closes its side before anything was decided is closed at once.
 final class FirstBytesDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     private let timeout: TimeAmount
+    private let negotiation: TimeAmount?
     private var deadline: Scheduled<Void>?
+    private var sawBytes = false
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount, negotiation: TimeAmount? = nil) {
         self.timeout = timeout
+        self.negotiation = negotiation
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -262,10 +269,19 @@ final class FirstBytesDeadlineHandler: ChannelInboundHandler, RemovableChannelHa
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.deadline?.cancel()
-        self.deadline = nil
+        if !self.sawBytes {
+            self.sawBytes = true
+            self.deadline?.cancel()
+            self.deadline = nil
+            if let negotiation {
+                let channel = context.channel
+                self.deadline = context.eventLoop.scheduleTask(in: negotiation) { channel.close(promise: nil) }
+            }
+        }
         context.fireChannelRead(data)
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        if self.negotiation == nil {
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -273,8 +289,9 @@ final class FirstBytesDeadlineHandler: ChannelInboundHandler, RemovableChannelHa
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // Shutting down, and this connection never sent a byte: nothing to finish, close it.
-        if event is ChannelShouldQuiesceEvent {
+        // Shutting down, or the client closed its side (the server allows half-closure), and
+        // nothing was decided yet: nothing to answer, close it now rather than at the deadline.
+        if event is ChannelShouldQuiesceEvent || (event as? ChannelEvent) == .inputClosed {
             context.close(promise: nil)
             return
         }

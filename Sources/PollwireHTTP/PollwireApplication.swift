@@ -145,7 +145,8 @@ public enum PollwireApplication {
                                 additionalChannelHandlers: PollwireServerChannel.streamHandlers(
                                     live, admission: admission, readTimeout: readTimeout)))) : nil
                 return PollwireServerChannel(
-                    http1: http1, http2: http2, sslContext: sslContext, firstBytesTimeout: idleTimeout)
+                    http1: http1, http2: http2, sslContext: sslContext, firstBytesTimeout: idleTimeout,
+                    negotiationTimeout: readTimeout)
             },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub]

@@ -32,6 +32,9 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
     let sslContext: NIOSSLContext?
     /// A connection that sends nothing within this time is closed before it is classified.
     let firstBytesTimeout: TimeAmount
+    /// A connection must be classified (TLS and ALPN done, or the HTTP/2 preface told apart)
+    /// within this time of its first bytes.
+    let negotiationTimeout: TimeAmount
 
     var responder: Responder { self.http1.responder }
 
@@ -49,8 +52,10 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             let negotiated: EventLoopFuture<Negotiated>
+            let deadline = FirstBytesDeadlineHandler(
+                timeout: self.firstBytesTimeout, negotiation: self.negotiationTimeout)
             if let sslContext {
-                try pipeline.addHandler(FirstBytesDeadlineHandler(timeout: self.firstBytesTimeout))
+                try pipeline.addHandler(deadline)
                 try pipeline.addHandler(NIOSSLServerHandler(context: sslContext))
                 let alpn = NIOTypedApplicationProtocolNegotiationHandler<Negotiated> { result in
                     if case .negotiated("h2") = result, self.http2 != nil {
@@ -61,14 +66,19 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
                 try pipeline.addHandler(alpn)
                 negotiated = alpn.protocolNegotiationResult
             } else if self.http2 != nil {
-                try pipeline.addHandler(FirstBytesDeadlineHandler(timeout: self.firstBytesTimeout))
+                try pipeline.addHandler(deadline)
                 let sniffer = HTTP2PrefaceSniffer(promise: channel.eventLoop.makePromise()) { isHTTP2 in
                     self.setUp(http2: isHTTP2, channel: channel, logger: logger)
                 }
                 try pipeline.addHandler(sniffer)
                 negotiated = sniffer.promise.futureResult
             } else {
-                negotiated = self.setUp(http2: false, channel: channel, logger: logger)
+                return Value(negotiated: self.setUp(http2: false, channel: channel, logger: logger), channel: channel)
+            }
+            // Decided: the protocol's own deadlines take over.
+            let loopBound = NIOLoopBound(deadline, eventLoop: channel.eventLoop)
+            negotiated.whenComplete { _ in
+                channel.pipeline.syncOperations.removeHandler(loopBound.value, promise: nil)
             }
             return Value(negotiated: negotiated, channel: channel)
         }

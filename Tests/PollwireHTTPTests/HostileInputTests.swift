@@ -6,6 +6,10 @@ import NIOPosix
 import PollwireHTTP
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Malformed and slow HTTP/1.1 over real loopback sockets: each is answered in the JSON error
 /// shape and closed, or closed, within a second, and its descriptor is released.
 @Suite struct HostileInputTests {
@@ -95,6 +99,29 @@ import Testing
                 after = try openDescriptors()
             }
             #expect(after <= before + 5, "descriptors before: \(before), after: \(after)")
+        }
+    }
+
+    /// Before the server knows the protocol (the HTTP/2 preface or HTTP/1.1): a client that closes
+    /// its side is closed at once, and one that trickles the preface is cut at the read deadline.
+    @Test func connectionsThatNeverDecideAreClosed() async throws {
+        var settings = PollwireSettings()
+        settings.requestReadTimeout = .milliseconds(500)
+        try await TestServer.run(settings: settings) { server in
+            let port = try #require(server.client.port)
+            for bytes in [[UInt8](), Array("P".utf8), Array("PRI * HT".utf8)] {
+                let fd = try LoopbackClient.connect(port: port)
+                defer { close(fd) }
+                _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                shutdown(fd, Int32(SHUT_WR))
+                #expect(LoopbackClient.waitForClose(fd, within: .seconds(1)), "\(bytes.count) bytes then EOF")
+            }
+            let preface = Array("PRI * HTTP/2.0\r\n".utf8).map { [$0] }
+            let started = ContinuousClock.now
+            let trickled = try await rawBytesExchange(
+                port: port, chunks: preface, pause: .milliseconds(100), holdOpenFor: .seconds(3))
+            #expect(trickled.closed)
+            #expect(ContinuousClock.now - started < .seconds(2), "cut at the 0.5 s deadline, not after 16 bytes")
         }
     }
 
@@ -283,5 +310,35 @@ func rawBytesExchange(
             group.cancelAll()
             return first ?? ("", false)
         }
+    }
+}
+
+/// A blocking loopback socket, for the cases that need a half-close.
+enum LoopbackClient {
+    static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var remote = sockaddr_in()
+        remote.sin_family = sa_family_t(AF_INET)
+        remote.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr)
+        let connected = withUnsafePointer(to: &remote) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(fd >= 0 && connected == 0)
+        return fd
+    }
+
+    /// Whether the server closes the connection within `within` (reads and drops what it says).
+    static func waitForClose(_ fd: Int32, within: Duration) -> Bool {
+        let deadline = ContinuousClock.now + within
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 50) > 0 else { continue }
+            if buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) <= 0 { return true }
+        }
+        return false
     }
 }

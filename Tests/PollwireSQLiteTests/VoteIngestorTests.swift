@@ -84,7 +84,7 @@ func waitUntil(_ condition: () -> Bool) async throws {
                     store: store.votes, book: book, configuration: .init(maxBatch: 1 + seed % 64))
                 let outcomes = try await withRunningIngestor(ingestor) { _ in
                     try await withThrowingTaskGroup(of: [VoteOutcome].self) { group in
-                        var generator = SeededGenerator(seed: UInt64(seed))
+                        var generator = SplitMix64(seed: UInt64(seed))
                         var jobs = (0..<voters).flatMap { voter in (0..<times).map { _ in voter } }
                         jobs.shuffle(using: &generator)
                         for voter in jobs {
@@ -172,18 +172,5 @@ func waitUntil(_ condition: () -> Bool) async throws {
             #expect(book.state(of: poll.id)?.version == Int64(commits.count))
         }
         #expect(try store.storedTally(poll.id).ballots == 10)
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a failing case's inputs can be replayed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
