@@ -22,6 +22,8 @@ struct Slowloris: ParsableCommand {
     @Option(help: "Seconds of each phase (alone, then under attack).") var seconds = 10.0
     @Option(help: "Loopback source addresses for the slow connections.") var sources = 8
     @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "Fail (exit 1) when the p99 under attack exceeds this multiple of the p99 alone.")
+    var maxP99Ratio: Double?
 
     func run() throws {
         let request = Array("GET \(self.path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
@@ -51,6 +53,10 @@ struct Slowloris: ParsableCommand {
                         "slowloris: alone p50 %.2f ms p99 %.2f ms (%d requests); with %d slow connections p50 %.2f ms p99 %.2f ms (%d requests): p99 %.2fx; %d slow connections cut, median lifetime %.1f s",
                     alone.p50 * 1000, alone.p99 * 1000, alone.count, self.slow, attacked.p50 * 1000,
                     attacked.p99 * 1000, attacked.count, ratio, cut.count, median))
+        }
+        if let limit = self.maxP99Ratio, ratio > limit {
+            print(String(format: "slowloris: FAILED: p99 %.2fx its p99 alone (limit %.1fx)", ratio, limit))
+            throw ExitCode.failure
         }
     }
 
