@@ -123,9 +123,9 @@ public enum PollwireApplication {
             factory: factory)
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
         let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
-        let fastPath = ResultsFastPathHandler.Dependencies(
-            book: book, results: results, policy: policy, compressionMinimum: settings.compression.minimumBytes,
-            metrics: routeMetrics)
+        let fastPath = FastPathHandler.Dependencies(
+            book: book, results: results, intake: intake, ingestor: ingestor, limits: limits, policy: policy,
+            settings: settings, metrics: routeMetrics)
         let protocolErrors = ProtocolErrorResponses(
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil).map { ($0.name.rawName, $0.value) })
         let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }
@@ -136,7 +136,7 @@ public enum PollwireApplication {
                     responder: responder,
                     http1: .init(
                         additionalChannelHandlers: [
-                            AdmissionHandler(admission: admission), ResultsFastPathHandler(dependencies: fastPath),
+                            AdmissionHandler(admission: admission), FastPathHandler(dependencies: fastPath),
                         ],
                         idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,

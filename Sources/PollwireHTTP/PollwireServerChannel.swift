@@ -92,10 +92,10 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// The handlers of each HTTP/2 stream: the read deadline, the SSE endpoint (made on the
-    /// stream's event loop, where Hummingbird calls this), admission control, and the results
-    /// fast path.
+    /// stream's event loop, where Hummingbird calls this), admission control, and the fast
+    /// path.
     static func streamHandlers(
-        _ live: LiveDependencies, admission: Admission, fastPath: ResultsFastPathHandler.Dependencies,
+        _ live: LiveDependencies, admission: Admission, fastPath: FastPathHandler.Dependencies,
         readTimeout: TimeAmount
     ) -> [any RemovableChannelHandler] {
         var handlers: [any RemovableChannelHandler] = [RequestReadDeadlineHandler(timeout: readTimeout)]
@@ -103,7 +103,7 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
             handlers.append(LiveEventsHandler(dependencies: live, eventLoop: eventLoop))
         }
         handlers.append(AdmissionHandler(admission: admission))
-        handlers.append(ResultsFastPathHandler(dependencies: fastPath))
+        handlers.append(FastPathHandler(dependencies: fastPath))
         return handlers
     }
 

@@ -162,4 +162,52 @@ import Testing
                     #"pollwire_http_requests_total{route="/v1/polls/{id}/results",method="HEAD",status="200"} 1"#))
         }
     }
+
+    /// Votes answered by the fast path and by the router (a query string sends one to the
+    /// router): the same status, headers (framing aside) and body, errors included.
+    @Test func votesAreAnsweredAsTheRouterDoes() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let poll = try await server.createPoll()
+            func post(_ path: String, _ body: String, type: String = "application/json", extra: String = "") -> String {
+                "POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Type: \(type)\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            }
+            let cases: [(String, String, String)] = [
+                (#"{"voter": "VOTER", "answers": {"q1": ["a"]}}"#, "application/json", ""),
+                (#"{"voter": "VOTER", "answers": {"q1": ["zzz"]}}"#, "application/json", ""),
+                (#"{"voter": "VOTER", "answers": {"q1": "a"}}"#, "application/json", ""),
+                (#"{"answers": {"q1": ["a"]}}"#, "application/json", ""),
+                (#"{"voter": "VOTER", "answers": "#, "application/json", ""),
+                (#"{"voter": "VOTER", "answers": {"q1": ["a"]}}"#, "text/plain", ""),
+                (#"{"voter": "VOTER", "answers": {"q1": ["b"]}}"#, "application/json", "Origin: https://a.example\r\n"),
+            ]
+            for (index, (body, type, extra)) in cases.enumerated() {
+                let path = "/v1/polls/\(poll)/votes"
+                let fast = try await Self.pipeline(
+                    port: port,
+                    [post(path, body.replacingOccurrences(of: "VOTER", with: "f\(index)"), type: type, extra: extra)])[
+                        0]
+                let routed = try await Self.pipeline(
+                    port: port,
+                    [
+                        post(
+                            path + "?via=router", body.replacingOccurrences(of: "VOTER", with: "r\(index)"), type: type,
+                            extra: extra)
+                    ])[0]
+                #expect(fast.status == routed.status, "case \(index): \(fast.status) vs \(routed.status)")
+                #expect(fast.comparable == routed.comparable, "case \(index)")
+                let fastText = String(decoding: fast.body, as: UTF8.self)
+                let routedText = String(decoding: routed.body, as: UTF8.self)
+                // The version moves with each accepted vote; the rest must be the same.
+                #expect(
+                    fastText.replacingOccurrences(of: #""version":\d+"#, with: "", options: .regularExpression)
+                        == routedText.replacingOccurrences(of: #""version":\d+"#, with: "", options: .regularExpression),
+                    "case \(index): \(fastText) vs \(routedText)")
+            }
+            let metrics = try await server.request(.get, "/metrics").text
+            #expect(
+                metrics.contains(
+                    #"pollwire_http_requests_total{route="/v1/polls/{id}/votes",method="POST",status="201"}"#))
+        }
+    }
 }
