@@ -60,7 +60,9 @@ enum Route: Equatable {
         }
         let rest = bytes.dropFirst(prefix.count)
         guard let slash = rest.firstIndex(of: UInt8(ascii: "/")) else {
-            self = !rest.isEmpty && (method == .get || method == .head) ? .poll(path[rest.startIndex..<rest.endIndex]) : .other
+            self =
+                !rest.isEmpty && (method == .get || method == .head)
+                ? .poll(path[rest.startIndex..<rest.endIndex]) : .other
             return
         }
         let id = path[rest.startIndex..<slash]
