@@ -62,6 +62,9 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Parts that arrived while a vote waited for its commit, in order.
     private var held: [HTTPRequestPart] = []
     private var context: ChannelHandlerContext?
+    /// The server began shutting down while a request of ours was under way: the event goes on
+    /// once it is answered, so the connection is not closed before its answer.
+    private var quiesceHeld = false
 
     init(dependencies: Dependencies) {
         self.dependencies = dependencies
@@ -72,6 +75,28 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.process(self.unwrapInboundIn(data), context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, !self.isIdle {
+            self.quiesceHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private var isIdle: Bool {
+        switch self.state {
+        case .idle, .passing: true
+        case .answering, .collecting, .committing: false
+        }
+    }
+
+    /// After an answer of ours: a shutdown that waited for it goes on.
+    private func releaseQuiesce(context: ChannelHandlerContext) {
+        guard self.quiesceHeld, self.isIdle else { return }
+        self.quiesceHeld = false
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -98,6 +123,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.state = .idle
             self.write(response, body, closing: closing, context: context)
             self.record(Self.resultsTemplate, method: method, status: response.status.code, since: started)
+            self.releaseQuiesce(context: context)
         case (.collecting(let request, let poll, var body, var bytes, let started), .body(let part)):
             body.append(part)
             bytes += part.readableBytes
@@ -106,6 +132,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.state = .idle
                 self.pass(.head(request), context: context)
                 for part in body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
+                self.releaseQuiesce(context: context)
                 return
             }
             self.state = .collecting(request, poll: poll, body: body, bytes: bytes, started: started)
@@ -203,6 +230,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
             for part in body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
             context.fireChannelRead(self.wrapInboundOut(.end(nil)))
             self.state = .idle
+            self.releaseQuiesce(context: context)
             return
         }
         let checked: VoteIntake.Checked
@@ -219,6 +247,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } catch {
             self.state = .idle
             self.answer(error: error, request: request, started: started, context: context)
+            self.releaseQuiesce(context: context)
             return
         }
         self.state = .committing
@@ -250,11 +279,13 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // What arrived while the vote waited, in order. Outside a read, so the read's end is
         // signalled too: the router's async channel hands on what it buffered only then.
-        guard !self.held.isEmpty else { return }
-        let held = self.held
-        self.held = []
-        for part in held { self.process(part, context: context) }
-        context.fireChannelReadComplete()
+        if !self.held.isEmpty {
+            let held = self.held
+            self.held = []
+            for part in held { self.process(part, context: context) }
+            context.fireChannelReadComplete()
+        }
+        self.releaseQuiesce(context: context)
     }
 
     static func decode(_ body: [ByteBuffer]) throws(APIError) -> VoteRequest {
