@@ -53,9 +53,24 @@ public final class VoteIngestor: Service, Sendable {
 
     struct Submission {
         var votes: [VoteCommand]
-        /// Called once with the outcomes (or the failure): resumes an awaiting `submit`, or runs
-        /// a transport's callback (`submit(_:answer:)`).
-        var answer: @Sendable (Result<[VoteOutcome], IngestError>) -> Void
+        /// Who waits for the outcomes (or the failure): an awaiting `submit`, or a transport's
+        /// callback (`submit(_:answer:)`). An enum, not a closure around the continuation, so the
+        /// awaiting path allocates nothing more than its continuation.
+        var reply: Reply
+
+        enum Reply {
+            case continuation(CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>)
+            case callback(@Sendable (Result<[VoteOutcome], IngestError>) -> Void)
+
+            func send(_ result: Result<[VoteOutcome], IngestError>) {
+                switch self {
+                case .continuation(let continuation): continuation.resume(returning: result)
+                case .callback(let callback): callback(result)
+                }
+            }
+        }
+
+        func answer(_ result: Result<[VoteOutcome], IngestError>) { self.reply.send(result) }
         /// When it must be answered: queued at + `commitDeadline` (nil without a deadline).
         var answerBy: ContinuousClock.Instant?
     }
@@ -117,7 +132,7 @@ public final class VoteIngestor: Service, Sendable {
         if votes.isEmpty { return [] }
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>) in
-            self.submit(votes) { continuation.resume(returning: $0) }
+            self.enqueue(votes, reply: .continuation(continuation))
         }
         return try result.get()
     }
@@ -128,6 +143,10 @@ public final class VoteIngestor: Service, Sendable {
     public func submit(_ votes: [VoteCommand], answer: @escaping @Sendable (Result<[VoteOutcome], IngestError>) -> Void)
     {
         if votes.isEmpty { return answer(.success([])) }
+        self.enqueue(votes, reply: .callback(answer))
+    }
+
+    private func enqueue(_ votes: [VoteCommand], reply: Submission.Reply) {
         let capacity = self.configuration.queueCapacity
         let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
             guard state.accepting else {
@@ -142,7 +161,7 @@ public final class VoteIngestor: Service, Sendable {
             }
             state.queue.append(
                 Submission(
-                    votes: votes, answer: answer,
+                    votes: votes, reply: reply,
                     answerBy: self.configuration.commitDeadline.map { ContinuousClock.now.advanced(by: $0) }))
             state.queued += votes.count
             let writer = state.writer
@@ -153,7 +172,7 @@ public final class VoteIngestor: Service, Sendable {
         case .success(let writer):
             writer?.resume()
         case .failure(let error):
-            answer(.failure(error))
+            reply.send(.failure(error))
         }
     }
 
