@@ -16,11 +16,6 @@ public struct Snapshot: Sendable {
     public let etag: String
     /// `poll-<poll>`: the key a CDN purges this poll's cached results by.
     public let surrogateKey: String
-    /// The body gzip-compressed, made by the first reader that asks for it and shared by the
-    /// rest (the snapshot is cached per version, so compression runs once per version).
-    public let gzipped = SharedBytes()
-    /// The body deflate (zlib)-compressed, likewise.
-    public let deflated = SharedBytes()
 
     public init(pollID: String, version: Int64, hidden: Bool, stale: Bool = false, body: ByteBuffer) {
         self.pollID = pollID

@@ -179,7 +179,11 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if bytes.readableBytes >= minimum,
                     let coding = CompressionMiddleware.preferred(fields[values: .acceptEncoding])
                 {
-                    guard request.method == .get, let packed = Self.compressed(answer.snapshot, coding) else {
+                    guard request.method == .get,
+                        let packed = try? self.dependencies.book.compressed(
+                            answer.snapshot, coding: coding.rawValue,
+                            make: { try CompressionMiddleware.compress(answer.snapshot.body, coding: coding) })
+                    else {
                         return nil
                     }
                     bytes = packed
@@ -192,12 +196,6 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.dependencies.policy.finish(&headers, origin: origin, route: .results(poll: poll))
         headers[.date] = HTTPDate.now
         return (HTTPResponse(status: answer.notModified ? .notModified : .ok, headerFields: headers), body)
-    }
-
-    /// The snapshot's body compressed, made once per snapshot and shared.
-    static func compressed(_ snapshot: Snapshot, _ coding: CompressionMiddleware.Coding) -> ByteBuffer? {
-        let shared = coding == .gzip ? snapshot.gzipped : snapshot.deflated
-        return try? shared.value { try CompressionMiddleware.compress(snapshot.body, coding: coding) }
     }
 
     // MARK: Votes
