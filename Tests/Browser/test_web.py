@@ -25,6 +25,7 @@ import time
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -141,11 +142,12 @@ def widget_votes_on_every_dedupe_mode(api, auth, driver):
             WebDriverWait(driver, 10).until(lambda d: shadow.find_elements(By.CSS_SELECTOR, "input[value=b]"))
             shadow.find_element(By.CSS_SELECTOR, "input[value=b]").click()
             shadow.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(driver, 10).until(
+            # The widget replaces its form with the results: elements found before may go stale.
+            WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
                 lambda d: shadow.find_elements(By.CSS_SELECTOR, "[data-total='1']")
-                or "could not" in shadow.find_element(By.CSS_SELECTOR, ".msg").text
                 or shadow.find_elements(By.CSS_SELECTOR, ".err"))
-            message = shadow.find_element(By.CSS_SELECTOR, ".msg").text
+            message = driver.execute_script(
+                "return arguments[0].shadowRoot.querySelector('.msg').textContent", widget)
             check("Thank you" in message, f"{name}: the widget votes ({message!r})")
             _, _, body = request("GET", f"{api}/v1/polls/{poll}/results")
             counts = {o["id"]: o["count"] for o in json.loads(body)["questions"][0]["options"]}
