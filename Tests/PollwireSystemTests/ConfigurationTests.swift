@@ -79,15 +79,18 @@ import Testing
     }
 }
 
-/// Runs the built `pollwire` to its end (at most 30 s): exit status and everything it printed.
-func runPollwire(_ arguments: [String], environment: [String: String]) throws -> (Int32, String) {
+/// Runs the built `pollwire` to its end (at most 30 s): exit status and what it printed (standard
+/// output, and standard error too unless `errorsToo` is false).
+func runPollwire(
+    _ arguments: [String], environment: [String: String], errorsToo: Bool = true
+) throws -> (Int32, String) {
     let process = Process()
     process.executableURL = ServerProcess.binary
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let pipe = Pipe()
     process.standardOutput = pipe
-    process.standardError = pipe
+    process.standardError = errorsToo ? pipe : FileHandle.nullDevice
     try process.run()
     let watchdog = DispatchWorkItem { process.terminate() }
     DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)

@@ -19,18 +19,9 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Runs `pollwire` with `arguments` to completion and returns its standard output.
     static func runTool(_ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "pollwire \(arguments) exited \(process.terminationStatus)")
-        return String(decoding: data, as: UTF8.self)
+        let (status, output) = try runPollwire(arguments, environment: environment, errorsToo: false)
+        #expect(status == 0, "pollwire \(arguments) exited \(status)")
+        return output
     }
 
     /// Starts `pollwire serve` and waits until it prints the port it listens on.
