@@ -53,24 +53,7 @@ public final class VoteIngestor: Service, Sendable {
 
     struct Submission {
         var votes: [VoteCommand]
-        /// Who waits for the outcomes (or the failure): an awaiting `submit`, or a transport's
-        /// callback (`submit(_:answer:)`). An enum, not a closure around the continuation, so the
-        /// awaiting path allocates nothing more than its continuation.
-        var reply: Reply
-
-        enum Reply {
-            case continuation(CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>)
-            case callback(@Sendable (Result<[VoteOutcome], IngestError>) -> Void)
-
-            func send(_ result: Result<[VoteOutcome], IngestError>) {
-                switch self {
-                case .continuation(let continuation): continuation.resume(returning: result)
-                case .callback(let callback): callback(result)
-                }
-            }
-        }
-
-        func answer(_ result: Result<[VoteOutcome], IngestError>) { self.reply.send(result) }
+        var continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>
         /// When it must be answered: queued at + `commitDeadline` (nil without a deadline).
         var answerBy: ContinuousClock.Instant?
     }
@@ -130,50 +113,37 @@ public final class VoteIngestor: Service, Sendable {
     /// Cost: one lock, one continuation; no per-vote allocation beyond the command itself.
     public func submit(_ votes: [VoteCommand]) async throws(IngestError) -> [VoteOutcome] {
         if votes.isEmpty { return [] }
+        let capacity = self.configuration.queueCapacity
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>) in
-            self.enqueue(votes, reply: .continuation(continuation))
+            let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
+                guard state.accepting else {
+                    return .failure(IngestError(.shuttingDown, "the server is shutting down"))
+                }
+                if let openUntil = state.openUntil, ContinuousClock.now < openUntil {
+                    return .failure(IngestError(.storeUnavailable, "the store is unavailable"))
+                }
+                // An empty queue takes any one submission, so an oversized batch is not starved.
+                guard state.queued == 0 || state.queued + votes.count <= capacity else {
+                    return .failure(IngestError(.overloaded, "the vote queue is full"))
+                }
+                state.queue.append(
+                    Submission(
+                        votes: votes, continuation: continuation,
+                        answerBy: self.configuration.commitDeadline.map { ContinuousClock.now.advanced(by: $0) }))
+                state.queued += votes.count
+                let writer = state.writer
+                state.writer = nil
+                return .success(writer)
+            }
+            switch outcome {
+            case .success(let writer):
+                writer?.resume()
+            case .failure(let error):
+                continuation.resume(returning: .failure(error))
+            }
         }
         return try result.get()
-    }
-
-    /// The same, for a caller that is not a Swift task (an event-loop handler): `answer` is called
-    /// once, on the writer's thread (or at once, on the caller's, when the votes are refused);
-    /// hop to where the answer is written. Cost: one lock; no continuation, no task.
-    public func submit(_ votes: [VoteCommand], answer: @escaping @Sendable (Result<[VoteOutcome], IngestError>) -> Void)
-    {
-        if votes.isEmpty { return answer(.success([])) }
-        self.enqueue(votes, reply: .callback(answer))
-    }
-
-    private func enqueue(_ votes: [VoteCommand], reply: Submission.Reply) {
-        let capacity = self.configuration.queueCapacity
-        let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
-            guard state.accepting else {
-                return .failure(IngestError(.shuttingDown, "the server is shutting down"))
-            }
-            if let openUntil = state.openUntil, ContinuousClock.now < openUntil {
-                return .failure(IngestError(.storeUnavailable, "the store is unavailable"))
-            }
-            // An empty queue takes any one submission, so an oversized batch is not starved.
-            guard state.queued == 0 || state.queued + votes.count <= capacity else {
-                return .failure(IngestError(.overloaded, "the vote queue is full"))
-            }
-            state.queue.append(
-                Submission(
-                    votes: votes, reply: reply,
-                    answerBy: self.configuration.commitDeadline.map { ContinuousClock.now.advanced(by: $0) }))
-            state.queued += votes.count
-            let writer = state.writer
-            state.writer = nil
-            return .success(writer)
-        }
-        switch outcome {
-        case .success(let writer):
-            writer?.resume()
-        case .failure(let error):
-            reply.send(.failure(error))
-        }
     }
 
     /// Whether new votes are taken (false once shutdown began).
@@ -212,7 +182,7 @@ public final class VoteIngestor: Service, Sendable {
             return Array(state.queue)
         }
         for submission in rest {
-            submission.answer(.failure(IngestError(.shuttingDown, "the server stopped")))
+            submission.continuation.resume(returning: .failure(IngestError(.shuttingDown, "the server stopped")))
         }
     }
 
@@ -357,7 +327,8 @@ public final class VoteIngestor: Service, Sendable {
             if !expired.isEmpty {
                 batch.removeAll { $0.answerBy.map { $0 <= now } ?? false }
                 for submission in expired {
-                    submission.answer(.failure(IngestError(.storeUnavailable, "the store did not answer in time")))
+                    submission.continuation.resume(
+                        returning: .failure(IngestError(.storeUnavailable, "the store did not answer in time")))
                 }
                 if batch.isEmpty { return }
             }
@@ -381,7 +352,7 @@ public final class VoteIngestor: Service, Sendable {
                 ? IngestError(.storeUnavailable, "the store did not answer in time")
                 : IngestError(.storageFailure, "the vote could not be stored")
             self.recordFailure()
-            for submission in batch { submission.answer(.failure(failure)) }
+            for submission in batch { submission.continuation.resume(returning: .failure(failure)) }
             return
         }
         self.recordSuccess()
@@ -395,7 +366,7 @@ public final class VoteIngestor: Service, Sendable {
         for submission in batch {
             let outcomes = Array(result.outcomes[offset..<offset + submission.votes.count])
             offset += submission.votes.count
-            submission.answer(.success(outcomes))
+            submission.continuation.resume(returning: .success(outcomes))
         }
         self.metrics.count(result.outcomes)
     }

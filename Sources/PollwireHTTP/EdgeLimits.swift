@@ -25,13 +25,8 @@ struct EdgeLimits: Sendable {
     /// The client's address: the socket peer, or, when the peer is a trusted proxy, the
     /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
     func clientAddress(_ request: Request, channel: any Channel) -> String {
-        self.clientAddress(forwardedFor: request.headers[.xForwardedFor], channel: channel)
-    }
-
-    /// The same, from the `X-Forwarded-For` value (for the fast path, which has no `Request`).
-    func clientAddress(forwardedFor: String?, channel: any Channel) -> String {
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
-        guard self.settings.trustedProxies.contains(peer), let forwarded = forwardedFor else {
+        guard self.settings.trustedProxies.contains(peer), let forwarded = request.headers[.xForwardedFor] else {
             return peer
         }
         let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }

@@ -1,27 +1,19 @@
-import Foundation
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
-import PollwireCore
 import PollwireEngine
 
-/// The hot routes answered on the event loop, in the channel pipeline (HTTP/1.1 and every
-/// HTTP/2 stream, after admission control): `GET`/`HEAD /v1/polls/{id}/results` and
-/// `POST /v1/polls/{id}/votes`. No `Request`, no Swift task, no hop to the concurrency pool and
-/// back, no router. The answers are the router's own: `ResultsController.single(pollID:...)`,
-/// `VoteIntake`, `EdgeLimits`, `ResponsePolicy` and the compression rules.
+/// `GET`/`HEAD /v1/polls/{id}/results` answered on the event loop, in the channel pipeline
+/// (HTTP/1.1 and every HTTP/2 stream, after admission control): no `Request`, no Swift task, no
+/// hop to the concurrency pool and back, no router. The answer is the router's own
+/// (`ResultsController.single(pollID:...)`, `ResponsePolicy`, the compression rules), from the
+/// snapshot cached per version: a read costs one route parse, one book lookup, the header fields
+/// and one write of shared bytes (compressed forms are kept by the book, made once per version).
 ///
-/// A results read costs one route parse, one book lookup, the header fields and one write of the
-/// snapshot's shared bytes. A vote is collected (up to `http.maxBodyBytes`), decoded, validated,
-/// rate-limited and handed to `VoteIngestor.submit(_:answer:)`; the commit's answer hops back to
-/// the event loop once.
-///
-/// It answers only what it can answer the way the router does. Anything else goes on to the
-/// router: an unknown poll, a refused origin, tallies still loading, a query string, a compressed
-/// `HEAD`, a vote that is not `application/json` or larger than the limit. While a request it
-/// passed on is still being answered it passes the next ones on too; while a vote of its own
-/// waits for its commit it holds what follows. So pipelined responses keep their order.
-/// Event loop only (NIO handlers are).
+/// It answers only what it can answer the same way: a 200 or 304 of a loaded poll. Anything else
+/// (an unknown poll, a refused origin, tallies still loading, a query string, a compressed `HEAD`)
+/// goes on to the router. While a request it passed on is still being answered, it passes the
+/// next ones on too, so pipelined responses keep their order. Event loop only (NIO handlers are).
 final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -32,71 +24,47 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     struct Dependencies: Sendable {
         let book: TallyBook
         let results: ResultsController
-        let intake: VoteIntake
-        let ingestor: VoteIngestor
-        let limits: EdgeLimits
         let policy: ResponsePolicy
-        let settings: PollwireSettings
+        /// `compression.minimumBytes`; 0 turns compression off.
+        let compressionMinimum: Int
         let metrics: RouteMetricsMiddleware.Instruments
     }
 
-    static let resultsTemplate = "/v1/polls/{id}/results"
-    static let votesTemplate = "/v1/polls/{id}/votes"
-
-    enum State {
-        case idle
-        /// A results read answered here, written at the request's end.
-        case answering(HTTPResponse, ByteBuffer?, method: String, started: NIODeadline, closing: Bool)
-        /// A vote's body arriving.
-        case collecting(HTTPRequest, poll: String, body: [ByteBuffer], bytes: Int, started: NIODeadline)
-        /// The request goes to the router: its parts pass on.
-        case passing
-        /// A vote of ours waits for its commit: what arrives meanwhile is held.
-        case committing
-    }
+    static let routeTemplate = "/v1/polls/{id}/results"
 
     private let dependencies: Dependencies
-    private var state = State.idle
     /// Requests passed on to the router whose response has not ended.
     private var routed = 0
-    /// Parts that arrived while a vote waited for its commit, in order.
-    private var held: [HTTPRequestPart] = []
-    private var context: ChannelHandlerContext?
-    /// The server began shutting down while a request of ours was under way: the event goes on
-    /// once it is answered, so the connection is not closed before its answer.
-    private var quiesceHeld = false
+    /// The request answered here, written at its end.
+    private var answering:
+        (response: HTTPResponse, body: ByteBuffer?, method: String, started: NIODeadline, closing: Bool)?
 
     init(dependencies: Dependencies) {
         self.dependencies = dependencies
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.process(self.unwrapInboundIn(data), context: context)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, !self.isIdle {
-            self.quiesceHeld = true
-            return
+        switch self.unwrapInboundIn(data) {
+        case .head(let request):
+            if self.routed == 0, let (response, body) = self.answer(request) {
+                self.answering = (response, body, request.method.rawValue, .now(), Self.closes(request))
+                return
+            }
+            self.routed += 1
+            context.fireChannelRead(data)
+        case .body:
+            if self.answering == nil { context.fireChannelRead(data) }
+        case .end:
+            guard let answering = self.answering else {
+                context.fireChannelRead(data)
+                return
+            }
+            self.answering = nil
+            self.write(answering.response, answering.body, closing: answering.closing, context: context)
+            self.dependencies.metrics.record(
+                route: Self.routeTemplate, method: answering.method, status: answering.response.status.code,
+                nanoseconds: (NIODeadline.now() - answering.started).nanoseconds)
         }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    private var isIdle: Bool {
-        switch self.state {
-        case .idle, .passing: true
-        case .answering, .collecting, .committing: false
-        }
-    }
-
-    /// After an answer of ours: a shutdown that waited for it goes on.
-    private func releaseQuiesce(context: ChannelHandlerContext) {
-        guard self.quiesceHeld, self.isIdle else { return }
-        self.quiesceHeld = false
-        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -104,59 +72,8 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(data, promise: promise)
     }
 
-    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
-        switch (self.state, part) {
-        case (.committing, _):
-            self.held.append(part)
-        case (.idle, .head(let request)):
-            if self.routed == 0, let (response, body) = self.results(request) {
-                self.state = .answering(
-                    response, body, method: request.method.rawValue, started: .now(), closing: Self.closes(request))
-            } else if self.routed == 0, let poll = self.votable(request) {
-                self.state = .collecting(request, poll: poll, body: [], bytes: 0, started: .now())
-            } else {
-                self.pass(.head(request), context: context)
-            }
-        case (.answering, .body):
-            break
-        case (.answering(let response, let body, let method, let started, let closing), .end):
-            self.state = .idle
-            self.write(response, body, closing: closing, context: context)
-            self.record(Self.resultsTemplate, method: method, status: response.status.code, since: started)
-            self.releaseQuiesce(context: context)
-        case (.collecting(let request, let poll, var body, var bytes, let started), .body(let part)):
-            body.append(part)
-            bytes += part.readableBytes
-            guard bytes <= self.dependencies.settings.maxBodyBytes else {
-                // The router answers 413 (and counts the address first, as it always does).
-                self.state = .idle
-                self.pass(.head(request), context: context)
-                for part in body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
-                self.releaseQuiesce(context: context)
-                return
-            }
-            self.state = .collecting(request, poll: poll, body: body, bytes: bytes, started: started)
-        case (.collecting(let request, let poll, let body, _, let started), .end):
-            self.vote(request, poll: poll, body: body, started: started, context: context)
-        case (.passing, .end):
-            self.state = .idle
-            context.fireChannelRead(self.wrapInboundOut(part))
-        case (.passing, _), (.idle, _), (.collecting, .head), (.answering, .head):
-            context.fireChannelRead(self.wrapInboundOut(part))
-        }
-    }
-
-    /// Hands a request to the router; its body and end follow it.
-    private func pass(_ head: HTTPRequestPart, context: ChannelHandlerContext) {
-        self.routed += 1
-        self.state = .passing
-        context.fireChannelRead(self.wrapInboundOut(head))
-    }
-
-    // MARK: Results
-
-    /// The response to a results read if the fast path gives it, nil to let the router answer.
-    func results(_ request: HTTPRequest) -> (HTTPResponse, ByteBuffer?)? {
+    /// The response to `request` if the fast path gives it, nil to let the router answer.
+    func answer(_ request: HTTPRequest) -> (HTTPResponse, ByteBuffer?)? {
         guard request.method == .get || request.method == .head, let path = request.path,
             !path.utf8.contains(UInt8(ascii: "?")),
             case .results(let poll) = Route(request), self.dependencies.book.isLoaded
@@ -173,7 +90,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !answer.notModified {
             headers[.contentType] = "application/json; charset=utf-8"
             var bytes = answer.snapshot.body
-            let minimum = self.dependencies.settings.compression.minimumBytes
+            let minimum = self.dependencies.compressionMinimum
             if minimum > 0 {
                 headers.append(HTTPField(name: .vary, value: "Accept-Encoding"))
                 if bytes.readableBytes >= minimum,
@@ -183,9 +100,7 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         let packed = try? self.dependencies.book.compressed(
                             answer.snapshot, coding: coding.rawValue,
                             make: { try CompressionMiddleware.compress(answer.snapshot.body, coding: coding) })
-                    else {
-                        return nil
-                    }
+                    else { return nil }
                     bytes = packed
                     headers[.contentEncoding] = coding.rawValue
                 }
@@ -198,149 +113,8 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return (HTTPResponse(status: answer.notModified ? .notModified : .ok, headerFields: headers), body)
     }
 
-    // MARK: Votes
-
-    /// The poll id of a vote the fast path takes: a JSON body within the limit, tallies loaded.
-    func votable(_ request: HTTPRequest) -> String? {
-        guard request.method == .post, let path = request.path, !path.utf8.contains(UInt8(ascii: "?")),
-            case .vote(let poll) = Route(request), self.dependencies.book.isLoaded,
-            request.headerFields[.contentType]?.lowercased().hasPrefix("application/json") == true,
-            request.headerFields[.expect] == nil
-        else { return nil }
-        if let length = request.headerFields[.contentLength] {
-            guard let length = Int(length), length <= self.dependencies.settings.maxBodyBytes else { return nil }
-        }
-        return String(poll)
-    }
-
-    /// The way of a vote, as `VotesController.vote` takes it: origin, address limit, decode,
-    /// validate, voter limit, submit; answered after the commit.
-    private func vote(
-        _ request: HTTPRequest, poll id: String, body: [ByteBuffer], started: NIODeadline,
-        context: ChannelHandlerContext
-    ) {
-        let dependencies = self.dependencies
-        let fields = request.headerFields
-        let poll = dependencies.book.poll(id)
-        if let origin = fields[.origin], let poll, !OriginPolicy.allows(origin, poll: poll) {
-            // The router answers 403 origin_not_allowed.
-            self.pass(.head(request), context: context)
-            for part in body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
-            context.fireChannelRead(self.wrapInboundOut(.end(nil)))
-            self.state = .idle
-            self.releaseQuiesce(context: context)
-            return
-        }
-        let checked: VoteIntake.Checked
-        do throws(APIError) {
-            try dependencies.limits.voteFromAddress(
-                dependencies.limits.clientAddress(forwardedFor: fields[.xForwardedFor], channel: context.channel))
-            let decoded = try Self.decode(body)
-            checked = try dependencies.intake.command(
-                pollID: id, poll: poll, voter: decoded.voter, device: decoded.device ?? fields[.pollwireDevice],
-                idempotencyKey: fields[.idempotencyKey], answers: decoded.answers)
-            if let voter = checked.command.voter {
-                try dependencies.limits.voteByVoter(voter, poll: id, limit: poll?.settings.voterLimit)
-            }
-        } catch {
-            self.state = .idle
-            self.answer(error: error, request: request, started: started, context: context)
-            self.releaseQuiesce(context: context)
-            return
-        }
-        self.state = .committing
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        dependencies.ingestor.submit([checked.command]) { result in
-            eventLoop.execute {
-                let handler = loopBound.value
-                guard let context = handler.context else { return }
-                handler.committed(result, checked: checked, request: request, started: started, context: context)
-            }
-        }
-    }
-
-    private func committed(
-        _ result: Result<[VoteOutcome], IngestError>, checked: VoteIntake.Checked, request: HTTPRequest,
-        started: NIODeadline, context: ChannelHandlerContext
-    ) {
-        self.state = .idle
-        switch result {
-        case .success(let outcomes):
-            let (status, text) = self.dependencies.intake.answer(to: outcomes[0], receipt: checked.receipt)
-            var fields: HTTPFields = [.cacheControl: "no-store"]
-            if case .accepted(_, replayed: true) = outcomes[0] { fields[.idempotentReplayed] = "true" }
-            self.answerJSON(status, text, fields: fields, request: request, started: started, context: context)
-        case .failure(let error):
-            let apiError = VoteIntake.unavailable(error, retryAfter: self.dependencies.settings.retryAfterSeconds)
-            self.answer(error: apiError, request: request, started: started, context: context)
-        }
-        // What arrived while the vote waited, in order. Outside a read, so the read's end is
-        // signalled too: the router's async channel hands on what it buffered only then.
-        if !self.held.isEmpty {
-            let held = self.held
-            self.held = []
-            for part in held { self.process(part, context: context) }
-            context.fireChannelReadComplete()
-        }
-        self.releaseQuiesce(context: context)
-    }
-
-    static func decode(_ body: [ByteBuffer]) throws(APIError) -> VoteRequest {
-        var data = Data(capacity: body.reduce(0) { $0 + $1.readableBytes })
-        for part in body { data.append(contentsOf: part.readableBytesView) }
-        do {
-            return try PollwireJSON.shared.decode(VoteRequest.self, from: data)
-        } catch let error as DecodingError {
-            throw APIError.decoding(error)
-        } catch let error as ValidationError {
-            throw APIError.invalid(error)
-        } catch {
-            throw APIError(.badRequest, .invalidJSON, "the body is not valid JSON")
-        }
-    }
-
-    private func answer(error: APIError, request: HTTPRequest, started: NIODeadline, context: ChannelHandlerContext) {
-        var fields: HTTPFields = [.cacheControl: "no-store"]
-        if let retryAfter = error.retryAfter { fields[.retryAfter] = String(retryAfter) }
-        fields.append(contentsOf: error.headers)
-        self.answerJSON(error.status, error.json, fields: fields, request: request, started: started, context: context)
-    }
-
-    /// A JSON answer as the router's middleware would finish it: type, compression rules,
-    /// length, security headers and CORS, date; then the route's metrics.
-    private func answerJSON(
-        _ status: HTTPResponse.Status, _ text: String, fields: HTTPFields, request: HTTPRequest, started: NIODeadline,
-        context: ChannelHandlerContext
-    ) {
-        var headers = fields
-        headers[.contentType] = "application/json; charset=utf-8"
-        var body = context.channel.allocator.buffer(string: text)
-        let minimum = self.dependencies.settings.compression.minimumBytes
-        if minimum > 0 {
-            headers.append(HTTPField(name: .vary, value: "Accept-Encoding"))
-            if body.readableBytes >= minimum,
-                let coding = CompressionMiddleware.preferred(request.headerFields[values: .acceptEncoding]),
-                let packed = try? CompressionMiddleware.compress(body, coding: coding)
-            {
-                body = packed
-                headers[.contentEncoding] = coding.rawValue
-            }
-        }
-        headers[.contentLength] = String(body.readableBytes)
-        self.dependencies.policy.finish(&headers, origin: request.headerFields[.origin], route: Route(request))
-        headers[.date] = HTTPDate.now
-        self.write(
-            HTTPResponse(status: status, headerFields: headers), body, closing: Self.closes(request), context: context)
-        self.record(Self.votesTemplate, method: "POST", status: status.code, since: started)
-    }
-
-    // MARK: Writing
-
     /// Writes a whole response; closes the connection after it when the client asked to.
-    private func write(
-        _ response: HTTPResponse, _ body: ByteBuffer?, closing: Bool, context: ChannelHandlerContext
-    ) {
+    private func write(_ response: HTTPResponse, _ body: ByteBuffer?, closing: Bool, context: ChannelHandlerContext) {
         context.write(self.wrapOutboundOut(.head(response)), promise: nil)
         if let body { context.write(self.wrapOutboundOut(.body(body)), promise: nil) }
         guard closing else {
@@ -356,10 +130,5 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether the client asked to close the connection after this request.
     static func closes(_ request: HTTPRequest) -> Bool {
         request.headerFields[.connection]?.lowercased().contains("close") == true
-    }
-
-    private func record(_ route: String, method: String, status: Int, since started: NIODeadline) {
-        self.dependencies.metrics.record(
-            route: route, method: method, status: status, nanoseconds: (NIODeadline.now() - started).nanoseconds)
     }
 }
