@@ -56,8 +56,10 @@ final class Admission: Sendable {
 
     /// The pool a request counts in; nil for the routes never refused.
     func pool(for request: HTTPRequest) -> Pool? {
-        if Route(request) == .operations { return nil }
-        return request.headerFields[.authorization] == nil ? self.voters : self.owners
+        switch request.path {
+        case "/healthz", "/readyz", "/metrics": return nil
+        default: return request.headerFields[.authorization] == nil ? self.voters : self.owners
+        }
     }
 }
 

@@ -50,12 +50,14 @@ enum OriginPolicy {
 struct EdgeHeadersMiddleware: RouterMiddleware {
     typealias Context = PollwireRequestContext
 
-    let policy: ResponsePolicy
+    let security: HTTPFields
     static let allowHeaders = "Content-Type, Idempotency-Key, Pollwire-Device, Pollwire-Receipt, Last-Event-ID"
+    static let exposeHeaders =
+        "ETag, Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed"
     static let preflightMaxAge = "600"
 
-    init(policy: ResponsePolicy) {
-        self.policy = policy
+    init(tls: Bool) {
+        self.security = SecurityHeaders.fields(tls: tls)
     }
 
     func handle(
@@ -66,15 +68,26 @@ struct EdgeHeadersMiddleware: RouterMiddleware {
             return self.preflight(request, origin: origin)
         }
         var response = try await next(request, context)
-        self.policy.finish(
-            &response.headers, origin: origin, route: Route(method: request.method, path: Substring(request.uri.path)))
+        if response.headers[.contentSecurityPolicy] == nil {
+            response.headers.append(contentsOf: self.security)
+        } else {
+            // A page set its own policy, framing included (frame-ancestors): keep it, add the rest.
+            for field in self.security where field.name != .xFrameOptions && response.headers[field.name] == nil {
+                response.headers.append(field)
+            }
+        }
+        if let origin, Self.isVoterRoute(request.method, request.uri.path) {
+            response.headers[.accessControlAllowOrigin] = origin
+            response.headers[.accessControlExposeHeaders] = Self.exposeHeaders
+            response.headers.append(HTTPField(name: .vary, value: "Origin"))
+        }
         return response
     }
 
     private func preflight(_ request: Request, origin: String) -> Response {
-        var headers = self.policy.security
+        var headers = self.security
         let method = request.headers[.accessControlRequestMethod].flatMap { HTTPRequest.Method($0) }
-        guard let method, Route(method: method, path: Substring(request.uri.path)).isVoterRoute else {
+        guard let method, Self.isVoterRoute(method, request.uri.path) else {
             // Not a voter route: no CORS answer, so the browser refuses the real request.
             return Response(status: .noContent, headers: headers)
         }
@@ -84,6 +97,23 @@ struct EdgeHeadersMiddleware: RouterMiddleware {
         headers[.accessControlMaxAge] = Self.preflightMaxAge
         headers[.vary] = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         return Response(status: .noContent, headers: headers)
+    }
+
+    /// The routes a poll's audience calls from a browser.
+    static func isVoterRoute(_ method: HTTPRequest.Method, _ path: String) -> Bool {
+        switch method {
+        case .get, .head:
+            if path == "/v1/results" { return true }
+            let parts = path.split(separator: "/")
+            guard parts.count >= 3, parts[0] == "v1", parts[1] == "polls" else { return false }
+            return parts.count == 3 || (parts.count == 4 && (parts[3] == "results" || parts[3] == "live"))
+        case .post:
+            if path == "/v1/device-tokens" { return true }
+            let parts = path.split(separator: "/")
+            return parts.count == 4 && parts[0] == "v1" && parts[1] == "polls" && parts[3] == "votes"
+        default:
+            return false
+        }
     }
 }
 

@@ -82,10 +82,8 @@ public enum PollwireApplication {
 
         // HEAD answers every GET route as GET does, with its headers and without its body.
         let router = Router(context: PollwireRequestContext.self, options: .autoGenerateHeadEndpoints)
-        let routeMetrics = RouteMetricsMiddleware.Instruments(factory: factory)
-        let policy = ResponsePolicy(tls: settings.tls != nil)
-        router.add(middleware: RouteMetricsMiddleware(instruments: routeMetrics))
-        router.add(middleware: EdgeHeadersMiddleware(policy: policy))
+        router.add(middleware: RouteMetricsMiddleware(instruments: .init(factory: factory)))
+        router.add(middleware: EdgeHeadersMiddleware(tls: settings.tls != nil))
         router.add(middleware: CompressionMiddleware(minimumBytes: settings.compression.minimumBytes))
         router.add(middleware: ErrorMiddleware())
         OperationsController(book: book, ingestor: ingestor, feed: feed, registry: registry).addRoutes(to: router)
@@ -123,9 +121,6 @@ public enum PollwireApplication {
             factory: factory)
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
         let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
-        let fastPath = FastPathHandler.Dependencies(
-            book: book, results: results, policy: policy, compressionMinimum: settings.compression.minimumBytes,
-            metrics: routeMetrics)
         let protocolErrors = ProtocolErrorResponses(
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil).map { ($0.name.rawName, $0.value) })
         let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }
@@ -135,9 +130,7 @@ public enum PollwireApplication {
                 let http1 = LiveHTTPChannel(
                     responder: responder,
                     http1: .init(
-                        additionalChannelHandlers: [
-                            AdmissionHandler(admission: admission), FastPathHandler(dependencies: fastPath),
-                        ],
+                        additionalChannelHandlers: [AdmissionHandler(admission: admission)],
                         idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
                     webSocketDeflate: settings.compression.webSocketDeflate, readTimeout: readTimeout,
@@ -150,7 +143,7 @@ public enum PollwireApplication {
                             idleTimeout: settings.idleTimeout,
                             streamConfiguration: .init(
                                 additionalChannelHandlers: PollwireServerChannel.streamHandlers(
-                                    live, admission: admission, fastPath: fastPath, readTimeout: readTimeout)))) : nil
+                                    live, admission: admission, readTimeout: readTimeout)))) : nil
                 return PollwireServerChannel(
                     http1: http1, http2: http2, sslContext: sslContext, firstBytesTimeout: idleTimeout,
                     negotiationTimeout: readTimeout)
