@@ -87,8 +87,9 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The pools of the requests being answered, oldest first (more than one only when a client
     /// pipelines); each leaves its pool when its response ends.
     private var answering: [Admission.Pool?] = []
-    /// The request still arriving: its head and the body parts so far, not yet admitted.
-    private var held: (head: HTTPRequest, pool: Admission.Pool?, body: [ByteBuffer], bytes: Int)?
+    /// The request still arriving: its head and the body parts so far, not yet admitted. The
+    /// first part is kept on its own: a vote's body is one part, and holding it costs no array.
+    private var held: (head: HTTPRequest, pool: Admission.Pool?, first: ByteBuffer?, rest: [ByteBuffer], bytes: Int)?
     /// Dropping the parts of a refused request until its end.
     private var refusing = false
     private var closeAfterRefusal = false
@@ -102,9 +103,9 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let request):
             let pool = self.admission.pool(for: request)
             if pool == nil || request.headerFields[.expect]?.lowercased() == "100-continue" {
-                self.admitOrRefuse(request, pool: pool, body: [], context: context)
+                self.admitOrRefuse(request, pool: pool, first: nil, rest: [], context: context)
             } else {
-                self.held = (request, pool, [], 0)
+                self.held = (request, pool, nil, [], 0)
             }
         case .body(let part):
             if self.refusing { return }
@@ -112,19 +113,19 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireChannelRead(data)
                 return
             }
-            held.body.append(part)
+            if held.first == nil { held.first = part } else { held.rest.append(part) }
             held.bytes += part.readableBytes
             if held.bytes > Self.holdLimit {
                 self.held = nil
                 self.admit(held.head, pool: held.pool, context: context)
-                for part in held.body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
+                self.release(held.first, held.rest, context: context)
             } else {
                 self.held = held
             }
         case .end:
             if let held = self.held {
                 self.held = nil
-                self.admitOrRefuse(held.head, pool: held.pool, body: held.body, context: context)
+                self.admitOrRefuse(held.head, pool: held.pool, first: held.first, rest: held.rest, context: context)
             }
             guard self.refusing else {
                 context.fireChannelRead(data)
@@ -154,7 +155,8 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Refuses the request when its pool is full (and nothing earlier is being answered);
     /// otherwise admits it and sends its held body on.
     private func admitOrRefuse(
-        _ request: HTTPRequest, pool: Admission.Pool?, body: [ByteBuffer], context: ChannelHandlerContext
+        _ request: HTTPRequest, pool: Admission.Pool?, first: ByteBuffer?, rest: [ByteBuffer],
+        context: ChannelHandlerContext
     ) {
         if let pool, pool.isFull, self.answering.isEmpty {
             pool.refused.increment()
@@ -163,7 +165,13 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         self.admit(request, pool: pool, context: context)
-        for part in body { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
+        self.release(first, rest, context: context)
+    }
+
+    /// Sends a held body on, in order.
+    private func release(_ first: ByteBuffer?, _ rest: [ByteBuffer], context: ChannelHandlerContext) {
+        if let first { context.fireChannelRead(self.wrapInboundOut(.body(first))) }
+        for part in rest { context.fireChannelRead(self.wrapInboundOut(.body(part))) }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
