@@ -38,6 +38,8 @@ final class Admission: Sendable {
     /// The refusal, prepared once: head and body.
     let head: HTTPResponse
     let body: ByteBuffer
+    /// The same refusal as HTTP/1.1 bytes, for `EarlyRefusalHandler`.
+    let http1Refusal: ByteBuffer
 
     init(settings: AdmissionSettings, securityHeaders: HTTPFields, factory: any MetricsFactory) {
         self.voters = Pool(limit: settings.maxInFlight, name: "voters", factory: factory)
@@ -52,6 +54,11 @@ final class Admission: Sendable {
         ]
         fields.append(contentsOf: securityHeaders)
         self.head = HTTPResponse(status: .serviceUnavailable, headerFields: fields)
+        var bytes = ByteBuffer(string: "HTTP/1.1 503 Service Unavailable\r\n")
+        for field in fields { bytes.writeString("\(field.name.rawName): \(field.value)\r\n") }
+        bytes.writeString("\r\n")
+        bytes.writeImmutableBuffer(self.body)
+        self.http1Refusal = bytes
     }
 
     /// The pool a request counts in; nil for the routes never refused.
@@ -84,6 +91,9 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static let holdLimit = 64 * 1024
 
     private let admission: Admission
+    /// Shared with the connection's `EarlyRefusalHandler` (HTTP/1 only): every answered request
+    /// is counted in it.
+    private let ledger: RequestLedger?
     /// The pools of the requests being answered, oldest first (more than one only when a client
     /// pipelines); each leaves its pool when its response ends.
     private var answering: [Admission.Pool?] = []
@@ -94,8 +104,9 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var refusing = false
     private var closeAfterRefusal = false
 
-    init(admission: Admission) {
+    init(admission: Admission, ledger: RequestLedger? = nil) {
         self.admission = admission
+        self.ledger = ledger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -132,6 +143,7 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             self.refusing = false
+            self.ledger?.answered += 1
             context.write(self.wrapOutboundOut(.head(self.admission.head)), promise: nil)
             context.write(self.wrapOutboundOut(.body(self.admission.body)), promise: nil)
             if self.closeAfterRefusal {
@@ -177,6 +189,7 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = self.unwrapOutboundIn(data), !self.answering.isEmpty {
             self.answering.removeFirst()?.leave()
+            self.ledger?.answered += 1
         }
         context.write(data, promise: promise)
     }

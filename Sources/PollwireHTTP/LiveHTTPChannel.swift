@@ -51,6 +51,8 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     let readTimeout: TimeAmount
     /// The answers to requests that cannot be parsed or do not arrive in time.
     let protocolErrors: ProtocolErrorResponses
+    /// Admission control: `EarlyRefusalHandler` before the decoder, `AdmissionHandler` after it.
+    let admission: Admission
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -61,6 +63,9 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             let requestGuard = NIOLoopBound(
                 HTTP1RequestGuard(timeout: self.readTimeout, responses: self.protocolErrors),
                 eventLoop: channel.eventLoop)
+            let ledger = NIOLoopBound(RequestLedger(), eventLoop: channel.eventLoop)
+            let earlyRefusal = NIOLoopBound(
+                EarlyRefusalHandler(admission: self.admission, ledger: ledger.value), eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.maxFrameSize,
                 shouldUpgrade: { channel, head in
@@ -72,6 +77,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     // before the upgrade removes the decoder (which forwards the bytes after the
                     // request as they are).
                     channel.pipeline.syncOperations.removeHandler(requestGuard.value, promise: nil)
+                    channel.pipeline.syncOperations.removeHandler(earlyRefusal.value, promise: nil)
                     var headers = Self.upgradeHeaders(dependencies)
                     if self.webSocketDeflate, PerMessageDeflate.isOffered(head.headers) {
                         headers.add(name: "Sec-WebSocket-Extensions", value: PerMessageDeflate.accepted)
@@ -95,7 +101,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: self.tls))
                         if attempted.value {
-                            try self.addHTTPHandlers(to: channel, logger: logger)
+                            try self.addHTTPHandlers(to: channel, ledger: ledger.value, logger: logger)
                             return .failedUpgrade(try Self.asyncChannel(channel))
                         }
                         // The connection's task is not bound to an async channel until the
@@ -107,7 +113,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandler(live)
                         try channel.pipeline.syncOperations.addHandler(
                             FirstRequestGate(first: first) { channel in
-                                try self.addHTTPHandlers(to: channel, logger: logger)
+                                try self.addHTTPHandlers(to: channel, ledger: ledger.value, logger: logger)
                                 return try Self.asyncChannel(channel)
                             })
                         return .notUpgraded(first.promise.futureResult)
@@ -126,6 +132,9 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             // Right after the decoder (NIO's own error handler goes there), from the first byte.
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try pipeline.addHandler(requestGuard.value, position: .after(decoder))
+            // Before the encoder: its refusals are bytes.
+            let encoder = try pipeline.handler(type: HTTPResponseEncoder.self)
+            try pipeline.addHandler(earlyRefusal.value, position: .before(encoder))
             return Value(upgradeResult: result, channel: channel)
         }
     }
@@ -136,7 +145,8 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// The handlers of an ordinary HTTP connection after the codec (as Hummingbird's HTTP1Channel).
-    func addHTTPHandlers(to channel: any Channel, logger: Logger) throws {
+    func addHTTPHandlers(to channel: any Channel, ledger: RequestLedger, logger: Logger) throws {
+        try channel.pipeline.syncOperations.addHandler(AdmissionHandler(admission: self.admission, ledger: ledger))
         try channel.pipeline.syncOperations.addHandlers(self.http1.additionalChannelHandlers())
         try channel.pipeline.syncOperations.addHandler(
             HTTPConnectionStateHandler(idleTimeout: self.http1.idleTimeout.map { .init($0) }, logger: logger))

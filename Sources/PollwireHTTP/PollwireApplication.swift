@@ -129,12 +129,10 @@ public enum PollwireApplication {
             server: HTTPServerBuilder { responder in
                 let http1 = LiveHTTPChannel(
                     responder: responder,
-                    http1: .init(
-                        additionalChannelHandlers: [AdmissionHandler(admission: admission)],
-                        idleTimeout: idleTimeout),
+                    http1: .init(idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
                     webSocketDeflate: settings.compression.webSocketDeflate, readTimeout: readTimeout,
-                    protocolErrors: protocolErrors)
+                    protocolErrors: protocolErrors, admission: admission)
                 let http2 =
                     settings.http2
                     ? HTTP2Channel(
