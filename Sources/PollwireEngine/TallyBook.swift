@@ -1,5 +1,5 @@
 public import Foundation
-import NIOCore
+public import NIOCore
 public import PollwireCore
 import Synchronization
 
@@ -17,6 +17,8 @@ public final class TallyBook: Sendable {
         var latestText: [String: [String]]
         var full: Snapshot?
         var hidden: Snapshot?
+        /// Compressed forms of the cached snapshots, by variant and coding (see `compressed`).
+        var compressed: [CompressedKey: (etag: String, body: ByteBuffer)] = [:]
         /// Changes beyond `version + 1`, oldest first, waiting for the ones before them: in a
         /// cluster another node's commit may arrive after this node's later one.
         var pending: [PollChange] = []
@@ -260,6 +262,29 @@ public final class TallyBook: Sendable {
             entries[id] = current
         }
         return snapshot
+    }
+
+    /// Which compressed form: the snapshot's variant and the coding's name (`gzip`, `deflate`).
+    struct CompressedKey: Hashable {
+        var hidden: Bool
+        var coding: String
+    }
+
+    /// `snapshot`'s body compressed by `make`, made at most once per snapshot (version, variant,
+    /// staleness) and coding, and kept beside it until the poll moves on: every reader that asks
+    /// for the same coding gets the same bytes. Nothing is allocated for readers that do not ask.
+    public func compressed(
+        _ snapshot: Snapshot, coding: String, make: () throws -> ByteBuffer
+    ) rethrows -> ByteBuffer {
+        let key = CompressedKey(hidden: snapshot.hidden, coding: coding)
+        let kept = self.entries.withLock { entries in entries[snapshot.pollID]?.compressed[key] }
+        if let kept, kept.etag == snapshot.etag { return kept.body }
+        let body = try make()
+        self.entries.withLock { entries in
+            guard entries[snapshot.pollID]?.version == snapshot.version else { return }
+            entries[snapshot.pollID]?.compressed[key] = (snapshot.etag, body)
+        }
+        return body
     }
 
     static func encode(_ results: Results) -> ByteBuffer {

@@ -63,10 +63,8 @@ final class Admission: Sendable {
 
     /// The pool a request counts in; nil for the routes never refused.
     func pool(for request: HTTPRequest) -> Pool? {
-        switch request.path {
-        case "/healthz", "/readyz", "/metrics": return nil
-        default: return request.headerFields[.authorization] == nil ? self.voters : self.owners
-        }
+        if Route(request) == .operations { return nil }
+        return request.headerFields[.authorization] == nil ? self.voters : self.owners
     }
 }
 

@@ -81,6 +81,18 @@ struct CompressionMiddleware: RouterMiddleware {
     }
 }
 
+extension CompressionMiddleware {
+    /// A whole body compressed at once (the results fast path caches one per snapshot).
+    static func compress(_ body: ByteBuffer, coding: Coding) throws -> ByteBuffer {
+        let compressor = try ZlibCompressor(
+            algorithm: coding.algorithm, configuration: Self.configuration(forLength: body.readableBytes))
+        var input = body
+        var output = ByteBufferAllocator().buffer(capacity: compressor.maxSize(from: input))
+        try compressor.deflate(from: &input, to: &output, flush: .finish)
+        return output
+    }
+}
+
 /// Compresses what is written through it, flushing after each buffer.
 struct CompressingWriter: ResponseBodyWriter {
     var base: any ResponseBodyWriter

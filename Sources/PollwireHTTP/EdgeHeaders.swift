@@ -50,14 +50,12 @@ enum OriginPolicy {
 struct EdgeHeadersMiddleware: RouterMiddleware {
     typealias Context = PollwireRequestContext
 
-    let security: HTTPFields
+    let policy: ResponsePolicy
     static let allowHeaders = "Content-Type, Idempotency-Key, Pollwire-Device, Pollwire-Receipt, Last-Event-ID"
-    static let exposeHeaders =
-        "ETag, Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed"
     static let preflightMaxAge = "600"
 
-    init(tls: Bool) {
-        self.security = SecurityHeaders.fields(tls: tls)
+    init(policy: ResponsePolicy) {
+        self.policy = policy
     }
 
     func handle(
@@ -68,26 +66,15 @@ struct EdgeHeadersMiddleware: RouterMiddleware {
             return self.preflight(request, origin: origin)
         }
         var response = try await next(request, context)
-        if response.headers[.contentSecurityPolicy] == nil {
-            response.headers.append(contentsOf: self.security)
-        } else {
-            // A page set its own policy, framing included (frame-ancestors): keep it, add the rest.
-            for field in self.security where field.name != .xFrameOptions && response.headers[field.name] == nil {
-                response.headers.append(field)
-            }
-        }
-        if let origin, Self.isVoterRoute(request.method, request.uri.path) {
-            response.headers[.accessControlAllowOrigin] = origin
-            response.headers[.accessControlExposeHeaders] = Self.exposeHeaders
-            response.headers.append(HTTPField(name: .vary, value: "Origin"))
-        }
+        self.policy.finish(
+            &response.headers, origin: origin, route: Route(method: request.method, path: Substring(request.uri.path)))
         return response
     }
 
     private func preflight(_ request: Request, origin: String) -> Response {
-        var headers = self.security
+        var headers = self.policy.security
         let method = request.headers[.accessControlRequestMethod].flatMap { HTTPRequest.Method($0) }
-        guard let method, Self.isVoterRoute(method, request.uri.path) else {
+        guard let method, Route(method: method, path: Substring(request.uri.path)).isVoterRoute else {
             // Not a voter route: no CORS answer, so the browser refuses the real request.
             return Response(status: .noContent, headers: headers)
         }
@@ -97,23 +84,6 @@ struct EdgeHeadersMiddleware: RouterMiddleware {
         headers[.accessControlMaxAge] = Self.preflightMaxAge
         headers[.vary] = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
         return Response(status: .noContent, headers: headers)
-    }
-
-    /// The routes a poll's audience calls from a browser.
-    static func isVoterRoute(_ method: HTTPRequest.Method, _ path: String) -> Bool {
-        switch method {
-        case .get, .head:
-            if path == "/v1/results" { return true }
-            let parts = path.split(separator: "/")
-            guard parts.count >= 3, parts[0] == "v1", parts[1] == "polls" else { return false }
-            return parts.count == 3 || (parts.count == 4 && (parts[3] == "results" || parts[3] == "live"))
-        case .post:
-            if path == "/v1/device-tokens" { return true }
-            let parts = path.split(separator: "/")
-            return parts.count == 4 && parts[0] == "v1" && parts[1] == "polls" && parts[3] == "votes"
-        default:
-            return false
-        }
     }
 }
 

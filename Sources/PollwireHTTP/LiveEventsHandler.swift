@@ -121,14 +121,9 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     /// The poll id of a `GET /v1/polls/{id}/live` this handler should serve, nil otherwise.
     private func liveRequest(_ request: HTTPRequest) -> String? {
-        // Cheap checks first: every GET (results reads too) passes here. (Foundation's
-        // `contains` on a String goes through CFString: measurable on every read.)
-        guard request.method == .get, let path = request.path, path.hasPrefix("/v1/polls/") else { return nil }
-        let base = path.firstIndex(of: "?").map { path[..<$0] } ?? Substring(path)
-        guard base.hasSuffix("/live") else { return nil }
-        let parts = base.split(separator: "/")
-        guard parts.count == 4, parts[0] == "v1", parts[1] == "polls", parts[3] == "live" else { return nil }
-        let pollID = String(parts[2])
+        // Every GET passes here (results reads too): the route is parsed once, without Foundation.
+        guard request.method == .get, case .liveEvents(let poll) = Route(request) else { return nil }
+        let pollID = String(poll)
         guard self.dependencies.book.isLoaded, let poll = self.dependencies.book.poll(pollID), poll.status != .draft,
             OriginPolicy.allows(request.headerFields[.origin], poll: poll)
         else { return nil }

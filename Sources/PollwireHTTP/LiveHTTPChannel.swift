@@ -36,8 +36,6 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         let channel: any Channel
     }
 
-    static let path = "/v1/live"
-
     let responder: HTTPChannelHandler.Responder
     let http1: HTTP1Channel.Configuration
     let dependencies: LiveDependencies
@@ -70,8 +68,9 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 maxFrameSize: self.maxFrameSize,
                 shouldUpgrade: { channel, head in
                     attempted.value = true
-                    let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-                    let allowed = path == Self.path && dependencies.book.isLoaded
+                    let allowed =
+                        head.method == .GET && Route(method: .get, path: Substring(head.uri)) == .liveSocket
+                        && dependencies.book.isLoaded
                     guard allowed else { return channel.eventLoop.makeSucceededFuture(nil) }
                     // WebSocket frames follow: the guard reads HTTP parts only, and must be gone
                     // before the upgrade removes the decoder (which forwards the bytes after the

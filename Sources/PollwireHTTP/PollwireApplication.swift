@@ -82,8 +82,10 @@ public enum PollwireApplication {
 
         // HEAD answers every GET route as GET does, with its headers and without its body.
         let router = Router(context: PollwireRequestContext.self, options: .autoGenerateHeadEndpoints)
-        router.add(middleware: RouteMetricsMiddleware(instruments: .init(factory: factory)))
-        router.add(middleware: EdgeHeadersMiddleware(tls: settings.tls != nil))
+        let routeMetrics = RouteMetricsMiddleware.Instruments(factory: factory)
+        let policy = ResponsePolicy(tls: settings.tls != nil)
+        router.add(middleware: RouteMetricsMiddleware(instruments: routeMetrics))
+        router.add(middleware: EdgeHeadersMiddleware(policy: policy))
         router.add(middleware: CompressionMiddleware(minimumBytes: settings.compression.minimumBytes))
         router.add(middleware: ErrorMiddleware())
         OperationsController(book: book, ingestor: ingestor, feed: feed, registry: registry).addRoutes(to: router)
@@ -121,6 +123,9 @@ public enum PollwireApplication {
             factory: factory)
         let readTimeout = TimeAmount.nanoseconds(Int64(settings.requestReadTimeout / .nanoseconds(1)))
         let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
+        let fastPath = FastPathHandler.Dependencies(
+            book: book, results: results, policy: policy, compressionMinimum: settings.compression.minimumBytes,
+            metrics: routeMetrics)
         let protocolErrors = ProtocolErrorResponses(
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil).map { ($0.name.rawName, $0.value) })
         let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }
@@ -129,7 +134,8 @@ public enum PollwireApplication {
             server: HTTPServerBuilder { responder in
                 let http1 = LiveHTTPChannel(
                     responder: responder,
-                    http1: .init(idleTimeout: idleTimeout),
+                    http1: .init(
+                        additionalChannelHandlers: [FastPathHandler(dependencies: fastPath)], idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
                     webSocketDeflate: settings.compression.webSocketDeflate, readTimeout: readTimeout,
                     protocolErrors: protocolErrors, admission: admission)
@@ -141,7 +147,7 @@ public enum PollwireApplication {
                             idleTimeout: settings.idleTimeout,
                             streamConfiguration: .init(
                                 additionalChannelHandlers: PollwireServerChannel.streamHandlers(
-                                    live, admission: admission, readTimeout: readTimeout)))) : nil
+                                    live, admission: admission, fastPath: fastPath, readTimeout: readTimeout)))) : nil
                 return PollwireServerChannel(
                     http1: http1, http2: http2, sslContext: sslContext, firstBytesTimeout: idleTimeout,
                     negotiationTimeout: readTimeout)

@@ -92,15 +92,18 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// The handlers of each HTTP/2 stream: the read deadline, the SSE endpoint (made on the
-    /// stream's event loop, where Hummingbird calls this), and admission control.
+    /// stream's event loop, where Hummingbird calls this), admission control, and the fast
+    /// path.
     static func streamHandlers(
-        _ live: LiveDependencies, admission: Admission, readTimeout: TimeAmount
+        _ live: LiveDependencies, admission: Admission, fastPath: FastPathHandler.Dependencies,
+        readTimeout: TimeAmount
     ) -> [any RemovableChannelHandler] {
         var handlers: [any RemovableChannelHandler] = [RequestReadDeadlineHandler(timeout: readTimeout)]
         if let eventLoop = MultiThreadedEventLoopGroup.currentEventLoop {
             handlers.append(LiveEventsHandler(dependencies: live, eventLoop: eventLoop))
         }
         handlers.append(AdmissionHandler(admission: admission))
+        handlers.append(FastPathHandler(dependencies: fastPath))
         return handlers
     }
 

@@ -30,24 +30,41 @@ struct ResultsController {
         group.get("/results", use: self.many)
     }
 
-    /// `GET /v1/polls/{id}/results`: 200 with ETag, or 304 when `If-None-Match` matches.
+    /// `GET /v1/polls/{id}/results`: 200 with ETag, or 304 when `If-None-Match` matches. The
+    /// same answer as the event-loop fast path gives (`single(pollID:...)`), for the requests it
+    /// passes on (and when it is not in the pipeline).
     @Sendable func single(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw VotesController.notReady }
         let id = try context.parameters.require("id")
-        guard let (snapshot, poll, privately) = try self.snapshot(of: id, request: request) else {
-            throw APIError.notFound("poll")
+        let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
+        guard
+            let answer = try self.single(
+                pollID: id, origin: request.headers[.origin], receipt: receipt,
+                ifNoneMatch: request.headers[.ifNoneMatch])
+        else { throw APIError.notFound("poll") }
+        guard answer.notModified else { return Response.json(.ok, answer.snapshot.body, headers: answer.fields) }
+        return Response(status: .notModified, headers: answer.fields)
+    }
+
+    /// A poll's results for one viewer, transport-neutral: the snapshot, the caching headers
+    /// (`ETag`, `Cache-Control`, `Surrogate-Key`, `Vary`, `Pollwire-Stale`), and whether
+    /// `If-None-Match` names it (304). Nil when there is no such poll; throws for an origin the
+    /// poll refuses.
+    func single(
+        pollID id: String, origin: String?, receipt: String?, ifNoneMatch: String?
+    ) throws(APIError) -> ResultsAnswer? {
+        guard let (snapshot, poll, privately) = try self.snapshot(of: id, origin: origin, receipt: receipt) else {
+            return nil
         }
-        var headers: HTTPFields = [
+        var fields: HTTPFields = [
             .eTag: snapshot.etag,
             .cacheControl: self.cacheControl(poll.settings.cache, privately: privately),
             .surrogateKey: snapshot.surrogateKey,
             .vary: "Pollwire-Receipt",
         ]
-        if snapshot.stale { headers[.pollwireStale] = "true" }
-        if let match = request.headers[.ifNoneMatch], Self.matches(match, etag: snapshot.etag) {
-            return Response(status: .notModified, headers: headers)
-        }
-        return Response.json(.ok, snapshot.body, headers: headers)
+        if snapshot.stale { fields[.pollwireStale] = "true" }
+        let notModified = ifNoneMatch.map { Self.matches($0, etag: snapshot.etag) } ?? false
+        return ResultsAnswer(snapshot: snapshot, fields: fields, notModified: notModified)
     }
 
     /// `GET /v1/results?polls=a,b`: `{"results": [...], "missing": [...]}` in the order asked.
@@ -62,8 +79,10 @@ struct ResultsController {
         var missing: [String] = []
         var privately = false
         var cache: ResultsCache?
+        let origin = request.headers[.origin]
+        let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
         for id in ids {
-            if let (snapshot, poll, isPrivate) = try self.snapshot(of: id, request: request) {
+            if let (snapshot, poll, isPrivate) = try self.snapshot(of: id, origin: origin, receipt: receipt) {
                 snapshots.append(snapshot)
                 privately = privately || isPrivate
                 cache = Self.shortest(cache, poll.settings.cache ?? self.settings.resultsCache)
@@ -101,12 +120,11 @@ struct ResultsController {
 
     /// The snapshot this viewer may see, its poll, and whether it is private to them
     /// (after_vote). Throws `origin_not_allowed` for a browser on an origin the poll refuses.
-    func snapshot(of id: String, request: Request) throws(APIError) -> (Snapshot, Poll, Bool)? {
+    func snapshot(of id: String, origin: String?, receipt: String?) throws(APIError) -> (Snapshot, Poll, Bool)? {
         guard let poll = self.book.poll(id) else { return nil }
-        try OriginPolicy.check(request.headers[.origin], poll: poll)
+        try OriginPolicy.check(origin, poll: poll)
         var hasVoted = false
         if poll.settings.visibility == .afterVote {
-            let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
             hasVoted = self.signer.isValidReceipt(receipt, pollID: id)
         }
         let full = poll.showsResults(at: self.now(), hasVoted: hasVoted)
@@ -155,4 +173,12 @@ struct ResultsController {
         }
         return "W/\"r-\(String(hash, radix: 16))\""
     }
+}
+
+/// What `ResultsController.single(pollID:...)` decided: the snapshot, its headers, and whether
+/// the client's copy is current (304).
+struct ResultsAnswer {
+    let snapshot: Snapshot
+    let fields: HTTPFields
+    let notModified: Bool
 }

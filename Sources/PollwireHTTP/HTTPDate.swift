@@ -1,0 +1,28 @@
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The `Date` header value (RFC 9110 IMF-fixdate), formatted at most once a second and shared:
+/// what Hummingbird adds to its responses, for the responses the fast path writes itself.
+enum HTTPDate {
+    private static let cached = Mutex<(second: Int, text: String)>((0, ""))
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    static var now: String {
+        var seconds = time(nil)
+        return Self.cached.withLock { cached in
+            if cached.second == seconds { return cached.text }
+            var parts = tm()
+            gmtime_r(&seconds, &parts)
+            func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : String(value) }
+            let text =
+                "\(Self.days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(Self.months[Int(parts.tm_mon)]) "
+                + "\(1900 + parts.tm_year) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+            cached = (seconds, text)
+            return text
+        }
+    }
+}
