@@ -10,27 +10,79 @@ import Synchronization
 ///
 /// The count and the refusal live in `AdmissionHandler`, in the channel pipeline before
 /// Hummingbird: a refused request costs its HTTP parsing, one atomic load and one prepared
-/// response, and never becomes a `Request`, a task or a trip through the router. A request is
-/// in flight from when it has arrived whole until its response's end is written, including the
-/// time it waits for a task, which is what grows when the server falls behind.
+/// response, and never becomes a `Request`, a task or a trip through the router (on HTTP/1,
+/// `EarlyRefusalHandler` refuses before the parsing). A request is in flight from when it has
+/// arrived whole until its response's end is written, including the time it waits for a task,
+/// which is what grows when the server falls behind.
+///
+/// The voters' cap adapts below `admission.maxInFlight` (`Pool.adapt`): a fixed cap bounds how
+/// many requests are in flight, not how much CPU they take, and a server offered more than it
+/// can take spends its CPU on admitted work until it cannot even read (and refuse) the rest in
+/// time: everything waits in the kernel, admitted requests too. `LoopDelayMonitor` measures how
+/// late the event loops run a task due every 10 ms; while that delay (smoothed) is past
+/// `admission.maxLoopDelayMs`, the cap in force shrinks to three quarters of what is in flight per
+/// sample, and grows back by a sixteenth (at least one) per sample below half of it. The owners'
+/// cap stays fixed.
 ///
 /// The ingest queue has its own bound (`ingest.queueCapacity`): an admitted vote may still get
 /// 503 `overloaded` when the writer is behind.
 final class Admission: Sendable {
     final class Pool: Sendable {
+        /// The ceiling: `admission.maxInFlight` (or the owners' cap).
         let limit: Int
+        /// The cap in force, at most `limit`.
+        let current: Atomic<Int>
         let inFlight = Atomic<Int>(0)
         let refused: Counter
+        let gauge: Gauge
+
+        /// The cap never narrows below this (or `limit`, if lower): below a handful in flight,
+        /// admitted requests are not what keeps the loops busy (another server in the process,
+        /// live frames, a slow machine), and narrowing further would only refuse.
+        static let floor = 8
 
         init(limit: Int, name: String, factory: any MetricsFactory) {
             self.limit = limit
+            self.current = Atomic(limit)
             self.refused = Counter(
                 label: "pollwire_admission_refused_total", dimensions: [("pool", name)], factory: factory)
+            self.gauge = Gauge(label: "pollwire_admission_limit", dimensions: [("pool", name)], factory: factory)
+            self.gauge.record(limit)
         }
 
-        var isFull: Bool { self.inFlight.load(ordering: .relaxed) >= self.limit }
+        var isFull: Bool { self.inFlight.load(ordering: .relaxed) >= self.current.load(ordering: .relaxed) }
         func enter() { self.inFlight.wrappingAdd(1, ordering: .relaxed) }
         func leave() { self.inFlight.wrappingSubtract(1, ordering: .relaxed) }
+
+        /// The loops' delay, smoothed over the last samples (nanoseconds).
+        let smoothedDelay = Atomic<Int64>(0)
+
+        /// One sample of an event loop's delay against the most allowed. The delay is smoothed
+        /// (each sample moves it a quarter of the way), so one slow tick (a burst of live frames)
+        /// moves nothing, a sustained delay does. Above `allowed`, the cap in force shrinks to three
+        /// quarters of what is in flight (or of itself, if lower); below half of it, it grows by a
+        /// sixteenth (at least one) back towards `limit`. Returns the cap in force.
+        @discardableResult
+        func adapt(delay: TimeAmount, allowed: TimeAmount) -> Int {
+            let previous = self.smoothedDelay.load(ordering: .relaxed)
+            let smoothed = previous + (delay.nanoseconds - previous) / 4
+            self.smoothedDelay.store(smoothed, ordering: .relaxed)
+            let now = self.current.load(ordering: .relaxed)
+            let next: Int
+            if smoothed > allowed.nanoseconds {
+                let base = Swift.min(now, Swift.max(1, self.inFlight.load(ordering: .relaxed)))
+                next = Swift.max(Swift.min(Self.floor, self.limit), base * 3 / 4)
+            } else if smoothed * 2 < allowed.nanoseconds {
+                next = Swift.min(self.limit, now + Swift.max(1, now / 16))
+            } else {
+                next = now
+            }
+            guard next != now,
+                self.current.compareExchange(expected: now, desired: next, ordering: .relaxed).exchanged
+            else { return now }
+            self.gauge.record(next)
+            return next
+        }
     }
 
     let voters: Pool

@@ -5,6 +5,7 @@ import HummingbirdHTTP2
 public import Logging
 import Metrics
 public import NIOCore
+import NIOPosix
 import PollwireCore
 public import PollwireEngine
 public import Prometheus
@@ -154,7 +155,13 @@ public enum PollwireApplication {
             },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub]
-                + (feed.map { [$0] } ?? []) + (purger.map { [$0] } ?? []),
+                + (feed.map { [$0] } ?? []) + (purger.map { [$0] } ?? [])
+                + (settings.admission.maxLoopDelayMs > 0
+                    ? [
+                        LoopDelayMonitor(
+                            group: MultiThreadedEventLoopGroup.singleton, pool: admission.voters,
+                            allowed: .nanoseconds(Int64(settings.admission.maxLoopDelayMs * 1e6)))
+                    ] : []),
             onServerRunning: onServerRunning,
             logger: logger)
         return (app, Parts(book: book, ingestor: ingestor, hub: hub, registry: registry))

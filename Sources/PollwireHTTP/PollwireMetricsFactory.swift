@@ -21,6 +21,7 @@ struct PollwireMetricsFactory: MetricsFactory {
 
     /// What every metric family means.
     static let help: [String: String] = [
+        "pollwire_admission_limit": "Requests in flight admitted at most now, by pool (the voters' cap adapts).",
         "pollwire_admission_refused_total": "Requests refused by admission control (503), by pool.",
         "pollwire_http_request_duration_seconds":
             "Time the router took to answer a request, by route template and method.",

@@ -60,6 +60,9 @@ public struct AdmissionSettings: Sendable {
     public var maxManagementInFlight = 64
     /// `Retry-After` of the 503, seconds. Default 1.
     public var retryAfterSeconds = 1
+    /// The most the event loops may run late (milliseconds) before the voters' cap in force
+    /// narrows below `maxInFlight` (see `Admission`); 0 keeps the cap fixed. Default 10.
+    public var maxLoopDelayMs = 10.0
 
     public init() {}
 }

@@ -71,6 +71,7 @@ enum ConfigCatalog {
         Key(name: "admission.maxInFlight", kind: .int(1...1_000_000)),
         Key(name: "admission.maxManagementInFlight", kind: .int(1...1_000_000)),
         Key(name: "admission.retryAfter", kind: .int(1...3600)),
+        Key(name: "admission.maxLoopDelayMs", kind: .double(0...60_000)),
         Key(name: "purge.url", kind: .string),
         Key(name: "purge.method", kind: .choice(["PURGE", "BAN"])),
         Key(name: "purge.intervalSeconds", kind: .double(0.001...3600)),

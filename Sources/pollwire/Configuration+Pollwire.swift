@@ -170,6 +170,8 @@ extension PollwireSettings {
             forKey: "admission.maxManagementInFlight", default: self.admission.maxManagementInFlight)
         self.admission.retryAfterSeconds = reader.int(
             forKey: "admission.retryAfter", default: self.admission.retryAfterSeconds)
+        self.admission.maxLoopDelayMs = reader.double(
+            forKey: "admission.maxLoopDelayMs", default: self.admission.maxLoopDelayMs)
         self.purge.url = reader.string(forKey: "purge.url")
         self.purge.method = reader.string(forKey: "purge.method", default: self.purge.method).uppercased()
         self.purge.interval = .milliseconds(Int64(reader.double(forKey: "purge.intervalSeconds", default: 1) * 1000))
