@@ -17,8 +17,9 @@ public final class TallyBook: Sendable {
         var latestText: [String: [String]]
         var full: Snapshot?
         var hidden: Snapshot?
-        /// Compressed forms of the cached snapshots, by variant and coding (see `compressed`).
-        var compressed: [CompressedKey: (etag: String, body: ByteBuffer)] = [:]
+        /// Forms derived from the cached snapshots (compressed bodies, whole HTTP/1.1 heads), by
+        /// variant and form (see `derived`).
+        var derived: [DerivedKey: (etag: String, bytes: ByteBuffer)] = [:]
         /// Changes beyond `version + 1`, oldest first, waiting for the ones before them: in a
         /// cluster another node's commit may arrive after this node's later one.
         var pending: [PollChange] = []
@@ -91,6 +92,9 @@ public final class TallyBook: Sendable {
                 entry.poll = poll
                 entry.full = nil
                 entry.hidden = nil
+                // Derived forms may carry the definition (a head's Cache-Control, labels in a
+                // compressed body) under the same ETag.
+                entry.derived = [:]
                 entries[poll.id] = entry
             } else {
                 entries[poll.id] = Entry(poll: poll, version: 0, tally: Tally(), latestText: [:])
@@ -264,27 +268,29 @@ public final class TallyBook: Sendable {
         return snapshot
     }
 
-    /// Which compressed form: the snapshot's variant and the coding's name (`gzip`, `deflate`).
-    struct CompressedKey: Hashable {
+    /// Which derived form: the snapshot's variant and the form's name (a coding, `gzip` or
+    /// `deflate`, or the HTTP/1.1 head the byte front writes).
+    struct DerivedKey: Hashable {
         var hidden: Bool
-        var coding: String
+        var form: String
     }
 
-    /// `snapshot`'s body compressed by `make`, made at most once per snapshot (version, variant,
-    /// staleness) and coding, and kept beside it until the poll moves on: every reader that asks
-    /// for the same coding gets the same bytes. Nothing is allocated for readers that do not ask.
-    public func compressed(
-        _ snapshot: Snapshot, coding: String, make: () throws -> ByteBuffer
+    /// Bytes derived from `snapshot` by `make` (its body compressed, a response head), made at
+    /// most once per snapshot (version, variant, staleness) and form, and kept beside it until the
+    /// poll moves on: every reader that asks for the same form gets the same bytes. Nothing is
+    /// allocated for readers that do not ask.
+    public func derived(
+        _ snapshot: Snapshot, form: String, make: () throws -> ByteBuffer
     ) rethrows -> ByteBuffer {
-        let key = CompressedKey(hidden: snapshot.hidden, coding: coding)
-        let kept = self.entries.withLock { entries in entries[snapshot.pollID]?.compressed[key] }
-        if let kept, kept.etag == snapshot.etag { return kept.body }
-        let body = try make()
+        let key = DerivedKey(hidden: snapshot.hidden, form: form)
+        let kept = self.entries.withLock { entries in entries[snapshot.pollID]?.derived[key] }
+        if let kept, kept.etag == snapshot.etag { return kept.bytes }
+        let bytes = try make()
         self.entries.withLock { entries in
             guard entries[snapshot.pollID]?.version == snapshot.version else { return }
-            entries[snapshot.pollID]?.compressed[key] = (snapshot.etag, body)
+            entries[snapshot.pollID]?.derived[key] = (snapshot.etag, bytes)
         }
-        return body
+        return bytes
     }
 
     static func encode(_ results: Results) -> ByteBuffer {

@@ -11,7 +11,7 @@ import Synchronization
 /// The count and the refusal live in `AdmissionHandler`, in the channel pipeline before
 /// Hummingbird: a refused request costs its HTTP parsing, one atomic load and one prepared
 /// response, and never becomes a `Request`, a task or a trip through the router (on HTTP/1,
-/// `EarlyRefusalHandler` refuses before the parsing). A request is in flight from when it has
+/// `ByteFrontHandler` refuses before the parsing). A request is in flight from when it has
 /// arrived whole until its response's end is written, including the time it waits for a task,
 /// which is what grows when the server falls behind.
 ///
@@ -90,7 +90,7 @@ final class Admission: Sendable {
     /// The refusal, prepared once: head and body.
     let head: HTTPResponse
     let body: ByteBuffer
-    /// The same refusal as HTTP/1.1 bytes, for `EarlyRefusalHandler`.
+    /// The same refusal as HTTP/1.1 bytes, for `ByteFrontHandler`.
     let http1Refusal: ByteBuffer
 
     init(settings: AdmissionSettings, securityHeaders: HTTPFields, factory: any MetricsFactory) {
@@ -141,7 +141,7 @@ final class AdmissionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static let holdLimit = 64 * 1024
 
     private let admission: Admission
-    /// Shared with the connection's `EarlyRefusalHandler` (HTTP/1 only): every answered request
+    /// Shared with the connection's `ByteFrontHandler` (HTTP/1 only): every answered request
     /// is counted in it.
     private let ledger: RequestLedger?
     /// The pools of the requests being answered, oldest first (more than one only when a client

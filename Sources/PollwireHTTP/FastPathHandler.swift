@@ -88,24 +88,20 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var headers = answer.fields
         var body: ByteBuffer?
         if !answer.notModified {
-            headers[.contentType] = "application/json; charset=utf-8"
             var bytes = answer.snapshot.body
-            let minimum = self.dependencies.compressionMinimum
-            if minimum > 0 {
-                headers.append(HTTPField(name: .vary, value: "Accept-Encoding"))
-                if bytes.readableBytes >= minimum,
-                    let coding = CompressionMiddleware.preferred(fields[values: .acceptEncoding])
-                {
-                    guard request.method == .get,
-                        let packed = try? self.dependencies.book.compressed(
-                            answer.snapshot, coding: coding.rawValue,
-                            make: { try CompressionMiddleware.compress(answer.snapshot.body, coding: coding) })
-                    else { return nil }
-                    bytes = packed
-                    headers[.contentEncoding] = coding.rawValue
-                }
+            var coding: CompressionMiddleware.Coding?
+            if self.dependencies.compressionMinimum > 0, bytes.readableBytes >= self.dependencies.compressionMinimum {
+                coding = CompressionMiddleware.preferred(fields[values: .acceptEncoding])
             }
-            headers[.contentLength] = String(bytes.readableBytes)
+            if let coding {
+                guard request.method == .get,
+                    let packed = try? self.dependencies.book.derived(
+                        answer.snapshot, form: coding.rawValue,
+                        make: { try CompressionMiddleware.compress(answer.snapshot.body, coding: coding) })
+                else { return nil }
+                bytes = packed
+            }
+            self.dependencies.describe(&headers, bytes: bytes.readableBytes, coding: coding?.rawValue)
             body = request.method == .get ? bytes : nil
         }
         self.dependencies.policy.finish(&headers, origin: origin, route: .results(poll: poll))
@@ -130,5 +126,38 @@ final class FastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Whether the client asked to close the connection after this request.
     static func closes(_ request: HTTPRequest) -> Bool {
         request.headerFields[.connection]?.lowercased().contains("close") == true
+    }
+}
+
+extension FastPathHandler.Dependencies {
+    /// The body's headers on a 200: type, `Vary: Accept-Encoding` (when compression is on),
+    /// `Content-Encoding` and length.
+    func describe(_ headers: inout HTTPFields, bytes: Int, coding: String?) {
+        headers[.contentType] = "application/json; charset=utf-8"
+        if self.compressionMinimum > 0 { headers.append(HTTPField(name: .vary, value: "Accept-Encoding")) }
+        if let coding { headers[.contentEncoding] = coding }
+        headers[.contentLength] = String(bytes)
+    }
+
+    /// A plain `GET` of `target` answered at the bytes (`ByteFrontHandler`): the 200's head up to
+    /// its `Date` line, made from the snapshot it answers with and kept by the book beside it, the
+    /// snapshot's body, and when the answer began. Nil for anything but a loaded poll's results
+    /// (the router answers those, 404 included).
+    func wireAnswer(target: String) -> (head: ByteBuffer, body: ByteBuffer, started: NIODeadline)? {
+        let started = NIODeadline.now()
+        guard self.book.isLoaded, !target.utf8.contains(UInt8(ascii: "?")),
+            case .results(let poll) = Route(method: .get, path: Substring(target)),
+            let (snapshot, definition, privately) = try? self.results.snapshot(
+                of: String(poll), origin: nil, receipt: nil)
+        else { return nil }
+        let head = self.book.derived(snapshot, form: "http/1.1") {
+            var headers = self.results.fields(snapshot, poll: definition, privately: privately)
+            self.describe(&headers, bytes: snapshot.body.readableBytes, coding: nil)
+            self.policy.finish(&headers, origin: nil, route: .results(poll: poll))
+            var bytes = ByteBuffer(string: "HTTP/1.1 200 OK\r\n")
+            for field in headers { bytes.writeString("\(field.name.rawName): \(field.value)\r\n") }
+            return bytes
+        }
+        return (head, snapshot.body, started)
     }
 }

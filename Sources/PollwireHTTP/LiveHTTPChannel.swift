@@ -49,8 +49,10 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     let readTimeout: TimeAmount
     /// The answers to requests that cannot be parsed or do not arrive in time.
     let protocolErrors: ProtocolErrorResponses
-    /// Admission control: `EarlyRefusalHandler` before the decoder, `AdmissionHandler` after it.
+    /// Admission control: `ByteFrontHandler` before the decoder, `AdmissionHandler` after it.
     let admission: Admission
+    /// What `ByteFrontHandler` answers plain results reads from.
+    let reads: FastPathHandler.Dependencies
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -62,8 +64,9 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 HTTP1RequestGuard(timeout: self.readTimeout, responses: self.protocolErrors),
                 eventLoop: channel.eventLoop)
             let ledger = NIOLoopBound(RequestLedger(), eventLoop: channel.eventLoop)
-            let earlyRefusal = NIOLoopBound(
-                EarlyRefusalHandler(admission: self.admission, ledger: ledger.value), eventLoop: channel.eventLoop)
+            let byteFront = NIOLoopBound(
+                ByteFrontHandler(admission: self.admission, ledger: ledger.value, reads: self.reads),
+                eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.maxFrameSize,
                 shouldUpgrade: { channel, head in
@@ -76,7 +79,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     // before the upgrade removes the decoder (which forwards the bytes after the
                     // request as they are).
                     channel.pipeline.syncOperations.removeHandler(requestGuard.value, promise: nil)
-                    channel.pipeline.syncOperations.removeHandler(earlyRefusal.value, promise: nil)
+                    channel.pipeline.syncOperations.removeHandler(byteFront.value, promise: nil)
                     var headers = Self.upgradeHeaders(dependencies)
                     if self.webSocketDeflate, PerMessageDeflate.isOffered(head.headers) {
                         headers.add(name: "Sec-WebSocket-Extensions", value: PerMessageDeflate.accepted)
@@ -133,7 +136,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             try pipeline.addHandler(requestGuard.value, position: .after(decoder))
             // Before the encoder: its refusals are bytes.
             let encoder = try pipeline.handler(type: HTTPResponseEncoder.self)
-            try pipeline.addHandler(earlyRefusal.value, position: .before(encoder))
+            try pipeline.addHandler(byteFront.value, position: .before(encoder))
             return Value(upgradeResult: result, channel: channel)
         }
     }

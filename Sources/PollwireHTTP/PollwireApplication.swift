@@ -139,7 +139,7 @@ public enum PollwireApplication {
                         additionalChannelHandlers: [FastPathHandler(dependencies: fastPath)], idleTimeout: idleTimeout),
                     dependencies: live, maxFrameSize: 1 << 16, tls: sslContext != nil,
                     webSocketDeflate: settings.compression.webSocketDeflate, readTimeout: readTimeout,
-                    protocolErrors: protocolErrors, admission: admission)
+                    protocolErrors: protocolErrors, admission: admission, reads: fastPath)
                 let http2 =
                     settings.http2
                     ? HTTP2Channel(

@@ -56,6 +56,14 @@ struct ResultsController {
         guard let (snapshot, poll, privately) = try self.snapshot(of: id, origin: origin, receipt: receipt) else {
             return nil
         }
+        let fields = self.fields(snapshot, poll: poll, privately: privately)
+        let notModified = ifNoneMatch.map { Self.matches($0, etag: snapshot.etag) } ?? false
+        return ResultsAnswer(snapshot: snapshot, fields: fields, notModified: notModified)
+    }
+
+    /// The caching headers of one poll's results (`ETag`, `Cache-Control`, `Surrogate-Key`,
+    /// `Vary`, `Pollwire-Stale`).
+    func fields(_ snapshot: Snapshot, poll: Poll, privately: Bool) -> HTTPFields {
         var fields: HTTPFields = [
             .eTag: snapshot.etag,
             .cacheControl: self.cacheControl(poll.settings.cache, privately: privately),
@@ -63,8 +71,7 @@ struct ResultsController {
             .vary: "Pollwire-Receipt",
         ]
         if snapshot.stale { fields[.pollwireStale] = "true" }
-        let notModified = ifNoneMatch.map { Self.matches($0, etag: snapshot.etag) } ?? false
-        return ResultsAnswer(snapshot: snapshot, fields: fields, notModified: notModified)
+        return fields
     }
 
     /// `GET /v1/results?polls=a,b`: `{"results": [...], "missing": [...]}` in the order asked.

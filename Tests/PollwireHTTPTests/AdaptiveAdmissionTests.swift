@@ -59,7 +59,7 @@ import Testing
         let running = Task { try await monitor.run() }
         let loop = group.next()
         for _ in 0..<15 {
-            try await loop.submit { usleep(30_000) }.get()
+            _ = try await loop.submit { usleep(30_000) }.get()
             try await Task.sleep(for: .milliseconds(1))
         }
         let narrowed = pool.current.load(ordering: .relaxed)

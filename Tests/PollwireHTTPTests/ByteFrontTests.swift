@@ -77,8 +77,8 @@ import Testing
     }
 }
 
-/// `EarlyRefusalHandler` over real loopback sockets, with the voters' pool held full.
-@Suite struct EarlyRefusalTests {
+/// `ByteFrontHandler` over real loopback sockets, with the voters' pool held full.
+@Suite struct ByteFrontTests {
     static func fullServer(
         _ body: @Sendable (TestServer, _ poll: String, _ port: Int) async throws -> Void
     ) async throws {
@@ -188,8 +188,8 @@ import Testing
     }
 }
 
-/// `EarlyRefusalHandler` alone in an `EmbeddedChannel`: what it answers itself, what it sends on.
-@Suite struct EarlyRefusalHandlerTests {
+/// `ByteFrontHandler` alone in an `EmbeddedChannel`: what it answers itself, what it sends on.
+@Suite struct ByteFrontHandlerTests {
     static let vote = "POST /v1/polls/p/votes HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
     static let read = "GET /v1/polls/p/results HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -204,7 +204,7 @@ import Testing
             self.admission = Admission(settings: settings, securityHeaders: [:], factory: NOOPMetricsHandler.instance)
             if full { self.admission.voters.enter() }
             try self.channel.pipeline.syncOperations.addHandler(
-                EarlyRefusalHandler(admission: self.admission, ledger: self.ledger))
+                ByteFrontHandler(admission: self.admission, ledger: self.ledger))
         }
 
         func send(_ text: String) throws {
@@ -288,5 +288,87 @@ import Testing
         #expect(try harness.refusals() == 1)
         #expect(try harness.forwarded() == "")
         #expect(!harness.channel.isActive)
+    }
+}
+
+/// Plain results reads answered at the bytes (`ByteFrontHandler`): the same answer as the event-loop
+/// fast path and the router, current at every version and definition edit, counted in the metrics.
+@Suite struct ByteFrontReadTests {
+    static func read(_ port: Int, _ path: String, _ headers: String = "") async throws -> FastPathTests.RawResponse {
+        try await FastPathTests.pipeline(port: port, [FastPathTests.get(path, headers)])[0]
+    }
+
+    @Test func aPlainReadIsAnsweredAsTheFastPathAndTheRouterAnswer() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let poll = try await server.createPoll()
+            _ = try await server.vote(poll, #"{"voter": "b1", "answers": {"q1": ["a"]}}"#)
+            let path = "/v1/polls/\(poll)/results"
+            let bytes = try await Self.read(port, path)
+            // Accept-Encoding sends it on to FastPathHandler; a query string to the router.
+            let fast = try await Self.read(port, path, "Accept-Encoding: identity\r\n")
+            let routed = try await Self.read(port, path + "?via=router")
+            #expect(bytes.status == 200)
+            #expect(bytes.comparable == fast.comparable)
+            #expect(bytes.comparable == routed.comparable)
+            #expect(bytes.body == routed.body)
+            #expect(bytes.header("Content-Length") == String(bytes.body.count))
+            #expect(bytes.header("Date")?.hasSuffix(" GMT") == true)
+        }
+    }
+
+    @Test func eachReadIsCurrentAcrossVotesAndDefinitionEdits() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let poll = try await server.createPoll()
+            let path = "/v1/polls/\(poll)/results"
+            let before = try await Self.read(port, path)
+            #expect(before.header("ETag") == #"W/"\#(poll)-0""#)
+            _ = try await server.vote(poll, #"{"voter": "b2", "answers": {"q1": ["b"]}}"#)
+            let after = try await Self.read(port, path)
+            #expect(after.header("ETag") == #"W/"\#(poll)-1""#)
+            let total = try JSONSerialization.jsonObject(with: Data(after.body)) as? [String: Any]
+            #expect(total?["total"] as? Int == 1)
+            let edit = try await server.request(
+                .patch, "/v1/polls/\(poll)",
+                json: #"{"settings": {"cache": {"maxAge": 7, "sharedMaxAge": 8, "staleWhileRevalidate": 9}}}"#,
+                auth: true)
+            #expect(edit.status == .ok, "\(String(buffer: edit.body))")
+            let edited = try await Self.read(port, path)
+            #expect(edited.header("Cache-Control") == "public, max-age=7, s-maxage=8, stale-while-revalidate=9")
+            #expect(try await Self.read(port, "/v1/polls/nope/results").status == 404)
+        }
+    }
+
+    @Test func aPlainReadAskedToCloseIsAnsweredThenClosed() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let poll = try await server.createPoll()
+            let (text, closed) = try await rawExchange(
+                port: port,
+                chunks: ["GET /v1/polls/\(poll)/results HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+                pause: .zero, holdOpenFor: .seconds(10))
+            #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
+            #expect(text.hasSuffix(#""version":0}"#))
+            #expect(closed)
+        }
+    }
+
+    @Test func plainReadsAreCountedInTheRouteMetrics() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let poll = try await server.createPoll()
+            let labels = [#"method="GET""#, #"route="/v1/polls/{id}/results""#, #"status="200""#]
+            func count() async throws -> Int {
+                let text = try await server.request(.get, "/metrics").text
+                let found = text.split(separator: "\n").first { line in
+                    line.hasPrefix("pollwire_http_requests_total{") && labels.allSatisfy { line.contains($0) }
+                }
+                return found.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+            }
+            let before = try await count()
+            for _ in 0..<3 { _ = try await Self.read(port, "/v1/polls/\(poll)/results") }
+            #expect(try await count() == before + 3)
+        }
     }
 }

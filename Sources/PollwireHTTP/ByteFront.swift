@@ -1,7 +1,7 @@
 import CoreMetrics
 import NIOCore
 
-/// What a plain HTTP/1 connection's `EarlyRefusalHandler` and `AdmissionHandler` share: how many
+/// What a plain HTTP/1 connection's `ByteFrontHandler` and `AdmissionHandler` share: how many
 /// requests went past the early refusal, and how many of those have been answered to their end.
 /// Used on the connection's event loop only.
 final class RequestLedger {
@@ -12,15 +12,24 @@ final class RequestLedger {
     var isIdle: Bool { self.passed == self.answered }
 }
 
-/// Refuses HTTP/1 requests at the bytes, before the HTTP decoder, while their admission pool is
-/// full: a refusal costs a scan of the request's head and one prepared write (the response bytes
-/// are encoded once per server), not the decoder, the HTTPTypes conversion and five handlers.
-/// That matters most when it matters: a server offered twice what it can take spends most of its
-/// reads on refusals, and every microsecond a refusal costs is taken from the requests it admits.
+/// The HTTP/1 front at the bytes, before the HTTP decoder: it refuses requests while their
+/// admission pool is full, and answers plain results reads from bytes made once per version.
+///
+/// - A refusal costs a scan of the request's head and one prepared write (the response bytes
+///   are encoded once per server), not the decoder, the HTTPTypes conversion and five handlers.
+///   That matters most when it matters: a server offered twice what it can take spends most of
+///   its reads on refusals, and every microsecond a refusal costs is taken from the requests it
+///   admits.
+/// - A plain `GET /v1/polls/{id}/results` (no query, no `Origin`, `If-None-Match`,
+///   `Pollwire-Receipt`, `Accept-Encoding` or `Authorization`: what caches, CDNs and server-side
+///   clients send) is answered with the head `FastPathHandler` would write, kept by the book per
+///   snapshot (`TallyBook.derived`), the shared `Date` line and the snapshot's shared body: three
+///   writes of shared bytes. Anything else goes on to `FastPathHandler` and the router.
 ///
 /// It only answers what it fully understands, and only in order:
-/// - a whole request (head and `Content-Length` body) within one read, `GET`, `POST`, `PUT`,
-///   `PATCH` or `DELETE`, HTTP/1.1, no `Expect`, outside the routes never refused;
+/// - a whole request (head and `Content-Length` body) within one read, HTTP/1.1, with a clean
+///   head (token header names, no control bytes), no `Expect`, outside the routes never refused;
+///   refusals for `GET`, `POST`, `PUT`, `PATCH` and `DELETE`;
 /// - while every earlier request of the connection has been answered (`RequestLedger`);
 /// - otherwise the bytes go on as they came, and `AdmissionHandler` decides as before.
 ///
@@ -28,13 +37,15 @@ final class RequestLedger {
 /// not follow (`Transfer-Encoding`, `Upgrade`, a head that spans reads, a malformed
 /// `Content-Length`) makes it step aside for the rest of the connection: everything goes on to the
 /// decoder, whose errors `HTTP1RequestGuard` answers.
-final class EarlyRefusalHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class ByteFrontHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let admission: Admission
     private let ledger: RequestLedger
+    /// What plain results reads are answered from; nil answers none here.
+    private let reads: FastPathHandler.Dependencies?
     /// Stepped aside for good: every byte goes on.
     private var passive = false
     /// Body bytes of the last request passed on that have not arrived yet.
@@ -42,11 +53,12 @@ final class EarlyRefusalHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// Whether this read cycle sent anything on (if not, its read-complete is not passed either:
     /// the handlers after us saw no read).
     private var forwarded = false
-    private var refusedThisRead = false
+    private var wroteThisRead = false
 
-    init(admission: Admission, ledger: RequestLedger) {
+    init(admission: Admission, ledger: RequestLedger, reads: FastPathHandler.Dependencies? = nil) {
         self.admission = admission
         self.ledger = ledger
+        self.reads = reads
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -77,35 +89,54 @@ final class EarlyRefusalHandler: ChannelInboundHandler, RemovableChannelHandler 
                 break
             }
             let pool = request.isOwner ? self.admission.owners : self.admission.voters
-            guard pool.isFull else {
+            if pool.isFull {
+                pool.refused.increment()
+                bytes.moveReaderIndex(forwardBy: whole)
+                if self.write(self.admission.http1Refusal, closing: request.closes, context: context) { return }
+                continue
+            }
+            guard request.isPlainRead, let reads = self.reads,
+                let answer = bytes.withUnsafeReadableBytes({ reads.wireAnswer(target: request.target(in: $0)) })
+            else {
                 self.track(bytes, first: request)
                 break
             }
-            pool.refused.increment()
             bytes.moveReaderIndex(forwardBy: whole)
-            self.refusedThisRead = true
-            if request.closes {
-                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.writeAndFlush(self.wrapOutboundOut(self.admission.http1Refusal)).whenComplete { _ in
-                    loopBound.value.close(promise: nil)
-                }
-                self.passive = true
-                return
-            }
-            context.write(self.wrapOutboundOut(self.admission.http1Refusal), promise: nil)
+            context.write(self.wrapOutboundOut(answer.head), promise: nil)
+            context.write(self.wrapOutboundOut(HTTPDate.headLine), promise: nil)
+            reads.metrics.record(
+                route: FastPathHandler.routeTemplate, method: "GET", status: 200,
+                nanoseconds: (NIODeadline.now() - answer.started).nanoseconds)
+            if self.write(answer.body, closing: request.closes, context: context) { return }
         }
         guard bytes.readableBytes > 0 else { return }
         self.forward(bytes, context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if self.refusedThisRead {
-            self.refusedThisRead = false
+        if self.wroteThisRead {
+            self.wroteThisRead = false
             context.flush()
         }
         guard self.forwarded else { return }
         self.forwarded = false
         context.fireChannelReadComplete()
+    }
+
+    /// Writes `bytes`; with `closing`, flushes and closes the connection after them and steps
+    /// aside (returns true: nothing more is read).
+    private func write(_ bytes: ByteBuffer, closing: Bool, context: ChannelHandlerContext) -> Bool {
+        self.wroteThisRead = true
+        guard closing else {
+            context.write(self.wrapOutboundOut(bytes), promise: nil)
+            return false
+        }
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(self.wrapOutboundOut(bytes)).whenComplete { _ in
+            loopBound.value.close(promise: nil)
+        }
+        self.passive = true
+        return true
     }
 
     /// Counts the requests that start in `bytes` (all going on; the first already read as
@@ -152,6 +183,18 @@ struct RequestFraming: Equatable {
     var closes: Bool
     /// May be answered with the prepared 503 (method, version, route and `Expect` allow it).
     var refusable: Bool
+    /// A `GET` with no body and none of the headers that change a results answer (`Origin`,
+    /// `If-None-Match`, `Pollwire-Receipt`, `Accept-Encoding`, `Authorization`): what
+    /// `ByteFrontHandler` may answer from the bytes the book keeps.
+    var isPlainRead: Bool
+    /// Where the request target is, in the head's bytes.
+    var targetStart: Int
+    var targetEnd: Int
+
+    /// The request target as text.
+    func target(in bytes: UnsafeRawBufferPointer) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[self.targetStart..<self.targetEnd]), as: UTF8.self)
+    }
 
     /// Longest head looked at; a longer one is left to the decoder (which has its own limit).
     static let maxHead = 16 * 1024
@@ -170,18 +213,31 @@ struct RequestFraming: Equatable {
         let refusableMethod = Self.isRefusableMethod(bytes, count: methodEnd)
         let isHTTP11 = Self.equals(bytes, from: targetEnd + 1, to: lineEnd, "HTTP/1.1")
         let neverRefused = Self.isNeverRefused(bytes, from: methodEnd + 1, to: targetEnd)
+        // The target is visible ASCII (the decoder refuses the rest).
+        var clean = targetEnd > methodEnd + 1
+        for index in (methodEnd + 1)..<targetEnd where !(0x21...0x7E).contains(bytes[index]) { clean = false }
         var framing = RequestFraming(
             headLength: 0, contentLength: 0, isOwner: false, closes: false,
-            refusable: refusableMethod && isHTTP11 && !neverRefused)
+            refusable: refusableMethod && isHTTP11 && !neverRefused,
+            isPlainRead: isHTTP11 && Self.equals(bytes, from: 0, to: methodEnd, "GET"),
+            targetStart: methodEnd + 1, targetEnd: targetEnd)
         var sawLength = false
         var start = lineEnd + 2
         while true {
             guard let end = Self.lineEnd(bytes, from: start, limit: limit) else { return nil }
             if end == start {
                 framing.headLength = end + 2
+                if !clean || framing.contentLength > 0 { framing.isPlainRead = false }
+                if !clean { framing.refusable = false }
                 return framing
             }
             guard let colon = Self.index(of: UInt8(ascii: ":"), in: bytes, from: start, to: end) else { return nil }
+            // A token for a name, no control bytes but tab in a value (as the decoder asks).
+            if colon == start { clean = false }
+            for index in start..<colon where !Self.isTokenByte(bytes[index]) { clean = false }
+            for index in (colon + 1)..<end where bytes[index] < 0x20 && bytes[index] != 0x09 || bytes[index] == 0x7F {
+                clean = false
+            }
             var valueStart = colon + 1
             while valueStart < end, bytes[valueStart] == UInt8(ascii: " ") || bytes[valueStart] == UInt8(ascii: "\t") {
                 valueStart += 1
@@ -207,10 +263,14 @@ struct RequestFraming: Equatable {
                 return nil
             case .authorization:
                 framing.isOwner = true
+                framing.isPlainRead = false
+            case .varying:
+                framing.isPlainRead = false
             case .connection:
                 framing.closes = Self.contains(bytes, from: valueStart, to: valueEnd, "close")
             case .expect:
                 framing.refusable = false
+                framing.isPlainRead = false
             case .other:
                 break
             }
@@ -219,14 +279,30 @@ struct RequestFraming: Equatable {
     }
 
     private enum Header {
-        case contentLength, transferEncoding, upgrade, authorization, connection, expect, other
+        case contentLength, transferEncoding, upgrade, authorization, connection, expect
+        /// A header that changes a results answer.
+        case varying
+        case other
     }
 
     private static let names: [(Header, [UInt8])] = [
         (.contentLength, Array("content-length".utf8)), (.transferEncoding, Array("transfer-encoding".utf8)),
         (.upgrade, Array("upgrade".utf8)), (.authorization, Array("authorization".utf8)),
         (.connection, Array("connection".utf8)), (.expect, Array("expect".utf8)),
+        (.varying, Array("origin".utf8)), (.varying, Array("if-none-match".utf8)),
+        (.varying, Array("pollwire-receipt".utf8)), (.varying, Array("accept-encoding".utf8)),
+        (.varying, Array("if-modified-since".utf8)), (.varying, Array("range".utf8)),
     ]
+
+    /// RFC 9110 `tchar`.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
 
     private static func header(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Header {
         for (header, name) in Self.names where name.count == end - start {
