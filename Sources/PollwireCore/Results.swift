@@ -117,3 +117,44 @@ extension Results.QuestionResults {
         }
     }
 }
+
+extension Results {
+    /// The compact form a live viewer may ask for (`format=counts`): the version and the counts
+    /// only, no labels, means or rounds. `{"poll","version","total","counts":{question: {key:
+    /// count}}}`: per option for single, multiple (ballots) and ranking (Borda points), per value
+    /// for rating and nps; text questions have none. `"hidden": true` and no counts while hidden;
+    /// `"stale": true` while the server may be behind the store.
+    public var compactJSON: String {
+        var text = "{\"poll\":"
+        JSONText.appendQuoted(self.poll, to: &text)
+        text += ",\"version\":\(self.version),\"total\":\(self.total)"
+        if self.hidden { text += ",\"hidden\":true" }
+        if self.stale == true { text += ",\"stale\":true" }
+        if let questions = self.questions {
+            text += ",\"counts\":{"
+            var first = true
+            for question in questions {
+                var pairs: [(String, Int64)] = []
+                if let options = question.options {
+                    pairs = options.map { ($0.id, $0.count ?? $0.points ?? 0) }
+                } else if let distribution = question.distribution {
+                    pairs = distribution.map { (String($0.value), $0.count) }
+                } else {
+                    continue
+                }
+                if !first { text += "," }
+                first = false
+                JSONText.appendQuoted(question.id, to: &text)
+                text += ":{"
+                for (index, pair) in pairs.enumerated() {
+                    if index > 0 { text += "," }
+                    JSONText.appendQuoted(pair.0, to: &text)
+                    text += ":\(pair.1)"
+                }
+                text += "}"
+            }
+            text += "}"
+        }
+        return text + "}"
+    }
+}

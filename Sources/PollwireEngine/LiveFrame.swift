@@ -19,6 +19,8 @@ public struct LiveFrame: Sendable {
     /// The same JSON as one whole WebSocket text frame, header included: a server's frames are
     /// not masked, so every viewer gets the very same bytes.
     public let webSocketFrame: ByteBuffer
+    /// The compact form (`format=counts`: version and counts) as one whole WebSocket text frame.
+    public let compactWebSocketFrame: ByteBuffer
     /// When the commit that made this version was applied, for commit -> write latency.
     public let committedAt: ContinuousClock.Instant
     /// The JSON compressed for WebSockets that negotiated permessage-deflate, made by the first
@@ -38,6 +40,7 @@ public struct LiveFrame: Sendable {
         event.writeString("\n\n")
         self.event = event
         self.webSocketFrame = Self.webSocketFrame(snapshot.body)
+        self.compactWebSocketFrame = Self.webSocketFrame(snapshot.compact)
         self.committedAt = committedAt
     }
 }

@@ -11,18 +11,24 @@ public struct Snapshot: Sendable {
     public let stale: Bool
     /// The JSON body. Shared: every reader gets the same storage, no copy.
     public let body: ByteBuffer
+    /// The compact form for live viewers that ask for it (`Results.compactJSON`); the body
+    /// itself when not given.
+    public let compact: ByteBuffer
     /// `W/"<poll>-<version>"`, `-h` added for the redacted variant and `-s` for a stale one: weak,
     /// because the same results may be sent gzip-compressed or not.
     public let etag: String
     /// `poll-<poll>`: the key a CDN purges this poll's cached results by.
     public let surrogateKey: String
 
-    public init(pollID: String, version: Int64, hidden: Bool, stale: Bool = false, body: ByteBuffer) {
+    public init(
+        pollID: String, version: Int64, hidden: Bool, stale: Bool = false, body: ByteBuffer, compact: ByteBuffer? = nil
+    ) {
         self.pollID = pollID
         self.version = version
         self.hidden = hidden
         self.stale = stale
         self.body = body
+        self.compact = compact ?? body
         self.etag = "W/\"\(pollID)-\(version)\(hidden ? "-h" : "")\(stale ? "-s" : "")\""
         self.surrogateKey = "poll-" + pollID
     }

@@ -272,7 +272,8 @@ public final class TallyBook: Sendable {
             : Results(poll: entry.poll, version: entry.version, tally: entry.tally, latestText: entry.latestText)
         if stale { results.stale = true }
         let snapshot = Snapshot(
-            pollID: id, version: entry.version, hidden: hidden, stale: stale, body: Self.encode(results))
+            pollID: id, version: entry.version, hidden: hidden, stale: stale, body: Self.encode(results),
+            compact: ByteBuffer(string: results.compactJSON))
         self.entries.withLock { entries in
             guard var current = entries[id], current.version == snapshot.version, self.isStale == stale else {
                 return

@@ -59,6 +59,8 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             // Whether the 101 accepted permessage-deflate: decided once, used by the handler.
             let deflate = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            // Whether the viewer asked for compact frames (`format=counts`).
+            let compact = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let dependencies = self.dependencies
             let requestGuard = NIOLoopBound(
                 HTTP1RequestGuard(timeout: self.readTimeout, responses: self.protocolErrors),
@@ -71,10 +73,12 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 maxFrameSize: self.maxFrameSize,
                 shouldUpgrade: { channel, head in
                     attempted.value = true
+                    let format = Self.format(head.uri)
                     let allowed =
                         head.method == .GET && Route(method: .get, path: Substring(head.uri)) == .liveSocket
-                        && dependencies.book.isLoaded
+                        && dependencies.book.isLoaded && format != nil
                     guard allowed else { return channel.eventLoop.makeSucceededFuture(nil) }
+                    compact.value = format == .counts
                     // WebSocket frames follow: the guard reads HTTP parts only, and must be gone
                     // before the upgrade removes the decoder (which forwards the bytes after the
                     // request as they are).
@@ -93,7 +97,7 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                             LiveSocketHandler(
                                 dependencies: dependencies, eventLoop: channel.eventLoop,
                                 origin: head.headers.first(name: "origin"),
-                                deflate: deflate.value))
+                                deflate: deflate.value, compact: compact.value))
                         return UpgradeResult.webSocket
                     }
                 })
@@ -139,6 +143,28 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             try pipeline.addHandler(byteFront.value, position: .before(encoder))
             return Value(upgradeResult: result, channel: channel)
         }
+    }
+
+    /// The frames a WebSocket viewer asked for.
+    enum LiveFormat: Equatable {
+        case full, counts
+    }
+
+    /// `format` of the upgrade's query: absent or `full`, or `counts`; nil for anything else
+    /// (the upgrade is refused: an unknown value is an error, not ignored).
+    static func format(_ uri: String) -> LiveFormat? {
+        guard let query = uri.split(separator: "?", maxSplits: 1).dropFirst().first else { return .full }
+        var format = LiveFormat.full
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.first == "format" else { continue }
+            switch parts.count == 2 ? parts[1] : "" {
+            case "full": format = .full
+            case "counts": format = .counts
+            default: return nil
+            }
+        }
+        return format
     }
 
     /// The 101 response's extra headers: the security headers every response carries.

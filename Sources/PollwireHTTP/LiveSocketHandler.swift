@@ -18,6 +18,9 @@ import Synchronization
 /// `{"type": "unsubscribed", "polls": [...]}`, `{"type": "error", "error": {...}}`, and each
 /// results update as the results JSON itself (the same shared bytes as `GET /results`, which
 /// name their `poll` and `version`), at once on subscribe and then on every new version.
+/// A socket opened as `GET /v1/live?format=counts` gets each poll's full results once (on
+/// subscribe: labels and all) and then the compact form only (`Results.compactJSON`: version and
+/// counts), made once per version and shared like the full one.
 ///
 /// Flow control: frames are written while the channel is writable. When it is not (the viewer
 /// reads slowly), at most one frame per poll waits here, replaced by newer ones; a viewer that
@@ -66,10 +69,18 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private let deflate: Bool
     /// Whether the message being read arrived compressed (RSV1 on its first frame).
     private var compressedMessage = false
+    /// `format=counts`: after a poll's first (full) frame, its compact frames.
+    private let compact: Bool
+    /// The polls whose full results this viewer has (with `compact`).
+    private var hasFull: Set<String> = []
 
-    init(dependencies: LiveDependencies, eventLoop: any EventLoop, origin: String? = nil, deflate: Bool = false) {
+    init(
+        dependencies: LiveDependencies, eventLoop: any EventLoop, origin: String? = nil, deflate: Bool = false,
+        compact: Bool = false
+    ) {
         self.origin = origin
         self.deflate = deflate
+        self.compact = compact
         self.dependencies = dependencies
         self.eventLoop = eventLoop
         self.deliveryGroup = dependencies.deliveries.group(for: eventLoop)
@@ -190,9 +201,15 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         context.flush()
     }
 
-    /// Writes one results frame: the shared JSON bytes, a WebSocket header in front.
+    /// Writes one results frame: the shared JSON bytes, a WebSocket header in front (the compact
+    /// form's, uncompressed: it is a few dozen bytes, when the viewer asked for it and has the
+    /// poll's full results already).
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
-        if self.deflate,
+        if self.compact, !frame.hidden, !self.hasFull.insert(frame.pollID).inserted,
+            let encoderContext = self.encoderContext
+        {
+            encoderContext.write(NIOAny(frame.compactWebSocketFrame), promise: nil)
+        } else if self.deflate,
             let deflated = try? frame.deflated.value(orMake: { try PerMessageDeflate.compress(frame.json) })
         {
             self.write(WebSocketFrame(fin: true, rsv1: true, opcode: .text, data: deflated), context: context)
@@ -275,6 +292,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
             for pollID in polls where self.subscriptions.remove(pollID) != nil {
                 hub.unsubscribe(self, from: pollID)
                 self.flow.forget(pollID)
+                self.hasFull.remove(pollID)
                 _ = self.shared.withLock { $0.receipts.remove(pollID) }
             }
             return "{\"type\":\"unsubscribed\",\"polls\":\(Self.list(polls))}"

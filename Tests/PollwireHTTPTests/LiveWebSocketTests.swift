@@ -77,4 +77,52 @@ import Testing
             #expect(metrics.contains(#"pollwire_live_deliveries_total{transport="websocket"}"#))
         }
     }
+
+    /// `format=counts`: a poll's full results once on subscribe, then version and counts only;
+    /// hidden results stay hidden; a resubscribe starts with the full results again.
+    @Test func compactFramesCarryTheVersionAndTheCounts() async throws {
+        try await TestServer.run { server in
+            let poll = try await server.createPoll()
+            let hidden = try await server.createPoll(
+                TestServer.lunch(settings: #"{"visibility": "hidden_until_reveal"}"#))
+            let port = try #require(server.client.port)
+            let url = "ws://127.0.0.1:\(port)/v1/live?format=counts"
+            try await WebSocketClient.connect(url: url, logger: Logger(label: "ws")) { inbound, outbound, _ in
+                var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+                try await outbound.write(.text(#"{"type": "subscribe", "polls": ["\#(poll)", "\#(hidden)"]}"#))
+                let first = try await Self.read(&messages) { $0["poll"] as? String == poll }
+                #expect(first?["questions"] != nil, "the first frame is the full results")
+                _ = try await server.vote(poll, #"{"voter": "1", "answers": {"q1": ["a"]}}"#)
+                let update = try await Self.read(&messages) {
+                    $0["poll"] as? String == poll && $0["version"] as? Int == 1
+                }
+                #expect(update?["questions"] == nil)
+                #expect(update?["total"] as? Int == 1)
+                #expect((update?["counts"] as? [String: [String: Int]]) == ["q1": ["a": 1, "b": 0]])
+                _ = try await server.vote(hidden, #"{"voter": "1", "answers": {"q1": ["b"]}}"#)
+                let secret = try await Self.read(&messages) {
+                    $0["poll"] as? String == hidden && $0["version"] as? Int == 1
+                }
+                #expect(secret?["hidden"] as? Bool == true)
+                #expect(secret?["counts"] == nil && secret?["questions"] == nil)
+                try await outbound.write(.text(#"{"type": "unsubscribe", "polls": ["\#(poll)"]}"#))
+                _ = try await Self.read(&messages) { $0["type"] as? String == "unsubscribed" }
+                try await outbound.write(.text(#"{"type": "subscribe", "polls": ["\#(poll)"]}"#))
+                let again = try await Self.read(&messages) { $0["poll"] as? String == poll }
+                #expect(again?["questions"] != nil, "a resubscribe starts from the full results")
+                try await outbound.close(.normalClosure, reason: nil)
+            }
+        }
+    }
+
+    @Test func anUnknownFormatIsRefused() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let request =
+                "GET /v1/live?format=bogus HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            let (text, _) = try await rawExchange(port: port, chunks: [request], pause: .zero, holdOpenFor: .seconds(5))
+            #expect(text.hasPrefix("HTTP/1.1 400"), "\(text)")
+        }
+    }
 }
