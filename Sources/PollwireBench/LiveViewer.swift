@@ -9,6 +9,8 @@ enum Transport: String, Sendable, CaseIterable {
     case ws
     /// WebSocket offering permessage-deflate (the server must have compression.webSocketDeflate on).
     case wsDeflate = "ws-deflate"
+    /// WebSocket asking for compact frames (`GET /v1/live?format=counts`).
+    case wsCounts = "ws-counts"
     case sse
     /// Socket.IO (Engine.IO v4 over WebSocket), for the Socket.IO peer.
     case socketio
@@ -93,10 +95,11 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
         self.loopStats = self.stats.on(context.eventLoop)
         let request: String
         switch self.transport {
-        case .ws, .wsDeflate:
+        case .ws, .wsDeflate, .wsCounts:
             let deflate = self.transport == .wsDeflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : ""
+            let query = self.transport == .wsCounts ? "?format=counts" : ""
             request =
-                "GET /v1/live HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "GET /v1/live\(query) HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(deflate)\r\n"
         case .sse:
             request = "GET /v1/polls/\(self.pollID)/live HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
@@ -130,13 +133,13 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             self.handshaken = true
-            if self.transport == .ws || self.transport == .wsDeflate {
+            if self.transport == .ws || self.transport == .wsDeflate || self.transport == .wsCounts {
                 self.send(
                     opcode: 0x1, payload: "{\"type\":\"subscribe\",\"polls\":[\"\(self.pollID)\"]}", context: context)
             }
         }
         switch self.transport {
-        case .ws, .wsDeflate, .socketio: self.readFrames(context: context)
+        case .ws, .wsDeflate, .wsCounts, .socketio: self.readFrames(context: context)
         case .sse: self.readEvents(context: context)
         }
         self.buffer.discardReadBytes()

@@ -120,18 +120,15 @@ extension Results.QuestionResults {
 
 extension Results {
     /// The compact form a live viewer may ask for (`format=counts`): the version and the counts
-    /// only, no labels, means or rounds. `{"poll","version","total","counts":{question: {key:
-    /// count}}}`: per option for single, multiple (ballots) and ranking (Borda points), per value
-    /// for rating and nps; text questions have none. `"hidden": true` and no counts while hidden;
-    /// `"stale": true` while the server may be behind the store.
+    /// only, no labels, means or rounds. `{"counts":{question: {key: count}},"poll","total",
+    /// "version"}` (keys sorted, as the full JSON's): per option for single, multiple (ballots)
+    /// and ranking (Borda points), per value for rating and nps; text questions have none.
+    /// `"hidden": true` and no counts while hidden; `"stale": true` while the server may be
+    /// behind the store.
     public var compactJSON: String {
-        var text = "{\"poll\":"
-        JSONText.appendQuoted(self.poll, to: &text)
-        text += ",\"version\":\(self.version),\"total\":\(self.total)"
-        if self.hidden { text += ",\"hidden\":true" }
-        if self.stale == true { text += ",\"stale\":true" }
+        var text = "{"
         if let questions = self.questions {
-            text += ",\"counts\":{"
+            text += "\"counts\":{"
             var first = true
             for question in questions {
                 var pairs: [(String, Int64)] = []
@@ -153,8 +150,12 @@ extension Results {
                 }
                 text += "}"
             }
-            text += "}"
+            text += "},"
         }
-        return text + "}"
+        if self.hidden { text += "\"hidden\":true," }
+        text += "\"poll\":"
+        JSONText.appendQuoted(self.poll, to: &text)
+        if self.stale == true { text += ",\"stale\":true" }
+        return text + ",\"total\":\(self.total),\"version\":\(self.version)}"
     }
 }

@@ -59,7 +59,7 @@ import Testing
         #expect(counts["text"] == nil)
         #expect(
             Results.hidden(poll: "p1", version: 3, total: 2).compactJSON
-                == #"{"poll":"p1","version":3,"total":2,"hidden":true}"#)
+                == #"{"hidden":true,"poll":"p1","total":2,"version":3}"#)
     }
 
     /// Classic IRV example: a leads on first choices but c wins after b is eliminated.
