@@ -197,11 +197,20 @@ struct LiveHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     return
                 }
             case .failedUpgrade(let http):
+                // The one JSON error shape, as every other refusal.
+                let error = APIError(
+                    .badRequest, .badRequest,
+                    "WebSocket upgrades are served at GET /v1/live (format=full or format=counts), "
+                        + "once the server has loaded its polls")
+                let body = ByteBuffer(string: error.json)
                 try await http.executeThenClose { _, outbound in
-                    var headers: HTTPFields = [.connection: "close", .contentLength: "0"]
+                    var headers: HTTPFields = [
+                        .connection: "close", .contentType: "application/json; charset=utf-8",
+                        .contentLength: String(body.readableBytes),
+                    ]
                     headers.append(contentsOf: self.dependencies.securityHeaders)
                     try await outbound.write(contentsOf: [
-                        .head(HTTPResponse(status: .badRequest, headerFields: headers)), .end(nil),
+                        .head(HTTPResponse(status: .badRequest, headerFields: headers)), .body(body), .end(nil),
                     ])
                 }
             case .webSocket:

@@ -123,6 +123,7 @@ import Testing
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             let (text, _) = try await rawExchange(port: port, chunks: [request], pause: .zero, holdOpenFor: .seconds(5))
             #expect(text.hasPrefix("HTTP/1.1 400"), "\(text)")
+            #expect(text.contains(#""code":"bad_request""#), "\(text)")
         }
     }
 }
