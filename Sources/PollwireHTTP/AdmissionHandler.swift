@@ -106,8 +106,7 @@ final class Admission: Sendable {
         ]
         fields.append(contentsOf: securityHeaders)
         self.head = HTTPResponse(status: .serviceUnavailable, headerFields: fields)
-        var bytes = ByteBuffer(string: "HTTP/1.1 503 Service Unavailable\r\n")
-        for field in fields { bytes.writeString("\(field.name.rawName): \(field.value)\r\n") }
+        var bytes = HTTP1Head.encode(.serviceUnavailable, fields)
         bytes.writeString("\r\n")
         bytes.writeImmutableBuffer(self.body)
         self.http1Refusal = bytes

@@ -362,11 +362,9 @@ struct RequestFraming: Equatable {
             || Self.equals(bytes, from: 0, to: count, "DELETE")
     }
 
-    /// Health, readiness and metrics: never refused (as `Admission.pool(for:)`).
+    /// Health, readiness and metrics: never refused (`Route.operations`, as `Admission.pool(for:)`).
     private static func isNeverRefused(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Bool {
-        var end = from
-        while end < to, bytes[end] != UInt8(ascii: "?") { end += 1 }
-        return Self.equals(bytes, from: from, to: end, "/healthz") || Self.equals(bytes, from: from, to: end, "/readyz")
-            || Self.equals(bytes, from: from, to: end, "/metrics")
+        let target = bytes[from..<to]
+        return Route.isOperations(path: target[..<(target.firstIndex(of: UInt8(ascii: "?")) ?? to)])
     }
 }

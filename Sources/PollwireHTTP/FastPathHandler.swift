@@ -154,9 +154,7 @@ extension FastPathHandler.Dependencies {
             var headers = self.results.fields(snapshot, poll: definition, privately: privately)
             self.describe(&headers, bytes: snapshot.body.readableBytes, coding: nil)
             self.policy.finish(&headers, origin: nil, route: .results(poll: poll))
-            var bytes = ByteBuffer(string: "HTTP/1.1 200 OK\r\n")
-            for field in headers { bytes.writeString("\(field.name.rawName): \(field.value)\r\n") }
-            return bytes
+            return HTTP1Head.encode(.ok, headers)
         }
         return (head, snapshot.body, started)
     }

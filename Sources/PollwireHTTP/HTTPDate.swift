@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOCore
 import Synchronization
 
@@ -31,5 +32,15 @@ enum HTTPDate {
             cached = (seconds, text, ByteBuffer(string: "Date: \(text)\r\n\r\n"))
             return (text, cached.line)
         }
+    }
+}
+
+/// A response head as HTTP/1.1 bytes up to (not including) the blank line: what the byte front
+/// writes from bytes made once (the prepared 503, a results head kept per snapshot).
+enum HTTP1Head {
+    static func encode(_ status: HTTPResponse.Status, _ fields: HTTPFields) -> ByteBuffer {
+        var bytes = ByteBuffer(string: "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+        for field in fields { bytes.writeString("\(field.name.rawName): \(field.value)\r\n") }
+        return bytes
     }
 }

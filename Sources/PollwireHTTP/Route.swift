@@ -33,11 +33,11 @@ enum Route: Equatable {
         // breaking cost more than the rest of a results read's routing.
         let utf8 = path.utf8
         let bytes = utf8[..<(utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex)]
-        switch bytes.count {
-        case 8 where bytes.elementsEqual("/healthz".utf8), 7 where bytes.elementsEqual("/readyz".utf8),
-            8 where bytes.elementsEqual("/metrics".utf8):
+        if Self.isOperations(path: bytes) {
             self = .operations
             return
+        }
+        switch bytes.count {
         case 11 where bytes.elementsEqual("/v1/results".utf8):
             self = method == .get || method == .head ? .manyResults : .other
             return
@@ -84,6 +84,16 @@ enum Route: Equatable {
             self = tail.elementsEqual("votes".utf8) ? .vote(poll: id) : .other
         default:
             self = .other
+        }
+    }
+
+    /// Whether a path (its bytes, before any query) is one of `.operations`: also asked by
+    /// `RequestFraming` on a request's raw bytes, before it is decoded.
+    static func isOperations<Path: Collection<UInt8>>(path: Path) -> Bool {
+        switch path.count {
+        case 8: path.elementsEqual("/healthz".utf8) || path.elementsEqual("/metrics".utf8)
+        case 7: path.elementsEqual("/readyz".utf8)
+        default: false
         }
     }
 
