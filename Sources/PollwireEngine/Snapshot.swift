@@ -11,7 +11,7 @@ public struct Snapshot: Sendable {
     public let stale: Bool
     /// The JSON body. Shared: every reader gets the same storage, no copy.
     public let body: ByteBuffer
-    /// The compact form for live viewers that ask for it (`Results.compactJSON`); the body
+    /// The compact form for live viewers that ask for it (`ResultsJSON.compact`); the body
     /// itself when not given.
     public let compact: ByteBuffer
     /// `W/"<poll>-<version>"`, `-h` added for the redacted variant and `-s` for a stale one: weak,

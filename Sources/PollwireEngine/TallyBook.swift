@@ -273,7 +273,7 @@ public final class TallyBook: Sendable {
         if stale { results.stale = true }
         let snapshot = Snapshot(
             pollID: id, version: entry.version, hidden: hidden, stale: stale, body: Self.encode(results),
-            compact: ByteBuffer(string: results.compactJSON))
+            compact: ResultsJSON.compact(results))
         self.entries.withLock { entries in
             guard var current = entries[id], current.version == snapshot.version, self.isStale == stale else {
                 return
@@ -310,6 +310,7 @@ public final class TallyBook: Sendable {
     }
 
     static func encode(_ results: Results) -> ByteBuffer {
+        if let written = ResultsJSON.full(results) { return written }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         // Results holds only strings, integers and finite doubles: encoding cannot fail.

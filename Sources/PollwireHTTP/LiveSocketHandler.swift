@@ -19,7 +19,7 @@ import Synchronization
 /// results update as the results JSON itself (the same shared bytes as `GET /results`, which
 /// name their `poll` and `version`), at once on subscribe and then on every new version.
 /// A socket opened as `GET /v1/live?format=counts` gets each poll's full results once (on
-/// subscribe: labels and all) and then the compact form only (`Results.compactJSON`: version and
+/// subscribe: labels and all) and then the compact form only (`ResultsJSON.compact`: version and
 /// counts), made once per version and shared like the full one.
 ///
 /// Flow control: frames are written while the channel is writable. When it is not (the viewer

@@ -31,7 +31,7 @@ struct VotesController {
         if let origin = request.headers[.origin], let poll { try OriginPolicy.check(origin, poll: poll) }
         // The address limit comes before reading the body: a flood is refused cheaply.
         try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
-        let body = try await request.decodeJSON(VoteRequest.self, limit: self.settings.maxBodyBytes)
+        let body = try await request.decodeJSON(VoteBody.self, limit: self.settings.maxBodyBytes, fast: BallotJSON.vote)
         let idempotencyKey = request.headers[.idempotencyKey]
         let checked = try self.intake.command(
             pollID: id, poll: poll, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
@@ -55,7 +55,8 @@ struct VotesController {
     /// in the same transaction. Each ballot gets its own status in `results`, in order.
     @Sendable func batch(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw Self.notReady }
-        let body = try await request.decodeJSON(BatchRequest.self, limit: self.settings.maxBatchBodyBytes)
+        let body = try await request.decodeJSON(
+            BatchBody.self, limit: self.settings.maxBatchBodyBytes, fast: BallotJSON.batch)
         guard !body.ballots.isEmpty, body.ballots.count <= self.settings.maxBatchBallots else {
             throw APIError.invalid(
                 ValidationError(field: "ballots", "must hold 1 to \(self.settings.maxBatchBallots) ballots"))

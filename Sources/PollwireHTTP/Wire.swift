@@ -91,25 +91,3 @@ struct PollView: Encodable {
 struct PollList: Encodable {
     var polls: [PollView]
 }
-
-/// `POST /v1/polls/{id}/votes`.
-struct VoteRequest: Decodable {
-    /// External voter id, for polls that dedupe by voter.
-    var voter: String?
-    /// Device token, for polls that dedupe by device (or the `Pollwire-Device` header).
-    var device: String?
-    var answers: [String: Answer]
-}
-
-/// One ballot of `POST /v1/votes:batch`.
-struct BatchBallot: Decodable {
-    var poll: String
-    var voter: String?
-    var device: String?
-    var idempotencyKey: String?
-    var answers: [String: Answer]
-}
-
-struct BatchRequest: Decodable {
-    var ballots: [BatchBallot]
-}

@@ -39,29 +39,6 @@ import Testing
         #expect(results.questions?[5].total == 0)
     }
 
-    /// The compact form (`format=counts`): counts per option or value of every question but text,
-    /// Borda points for a ranking, valid JSON; hidden results carry no counts.
-    @Test func theCompactFormCarriesTheCountsOnly() throws {
-        let results = try self.results(of: [
-            self.base("a", rate: 5, nps: 10, rank: ["a", "b", "c"]),
-            self.base("b", rate: 5, nps: 0, rank: ["b", "a", "c"]),
-        ])
-        let object = try #require(
-            try JSONSerialization.jsonObject(with: Data(results.compactJSON.utf8)) as? [String: Any])
-        #expect(object["poll"] as? String == "p1")
-        #expect(object["version"] as? Int == 7)
-        #expect(object["total"] as? Int == 2)
-        let counts = try #require(object["counts"] as? [String: [String: Int]])
-        #expect(counts["single"] == ["a": 1, "b": 1, "c": 0])
-        #expect(counts["rate"] == ["1": 0, "2": 0, "3": 0, "4": 0, "5": 2])
-        #expect(counts["nps"]?["10"] == 1 && counts["nps"]?["0"] == 1 && counts["nps"]?.count == 11)
-        #expect(counts["rank"] == ["a": 3, "b": 3, "c": 0])
-        #expect(counts["text"] == nil)
-        #expect(
-            Results.hidden(poll: "p1", version: 3, total: 2).compactJSON
-                == #"{"hidden":true,"poll":"p1","total":2,"version":3}"#)
-    }
-
     /// Classic IRV example: a leads on first choices but c wins after b is eliminated.
     @Test func instantRunoffEliminatesTheLastAndTransfers() throws {
         var ballots: [[String: Answer]] = []

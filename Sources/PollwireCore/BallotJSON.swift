@@ -1,0 +1,313 @@
+/// The body of `POST /v1/polls/{id}/votes`.
+public struct VoteBody: Decodable, Sendable, Equatable {
+    /// External voter id, for polls that dedupe by voter.
+    public var voter: String?
+    /// Device token, for polls that dedupe by device (or the `Pollwire-Device` header).
+    public var device: String?
+    public var answers: [String: Answer]
+
+    public init(voter: String? = nil, device: String? = nil, answers: [String: Answer]) {
+        self.voter = voter
+        self.device = device
+        self.answers = answers
+    }
+}
+
+/// The body of `POST /v1/votes:batch`.
+public struct BatchBody: Decodable, Sendable, Equatable {
+    public var ballots: [Ballot]
+
+    /// One ballot of a batch.
+    public struct Ballot: Decodable, Sendable, Equatable {
+        public var poll: String
+        public var voter: String?
+        public var device: String?
+        public var idempotencyKey: String?
+        public var answers: [String: Answer]
+
+        public init(
+            poll: String, voter: String? = nil, device: String? = nil, idempotencyKey: String? = nil,
+            answers: [String: Answer]
+        ) {
+            self.poll = poll
+            self.voter = voter
+            self.device = device
+            self.idempotencyKey = idempotencyKey
+            self.answers = answers
+        }
+    }
+
+    public init(ballots: [Ballot]) { self.ballots = ballots }
+}
+
+/// Vote and batch bodies read straight from their bytes: no Foundation, no intermediate tree.
+///
+/// It reads the bodies clients send (objects of the known keys; strings with the short escapes;
+/// integers) and gives up, returning nil, at anything else: `\u` escapes, fractions, exponents,
+/// unknown or repeated keys, invalid UTF-8, malformed JSON. The caller then decodes the same
+/// bytes with `JSONDecoder`, which either reads them too or makes the error (naming the JSON
+/// path) the API returns, so both decoders give the same value for every body this one reads
+/// (a property test and `pollwire-bench fuzz-bodies` hold them together) and every error is
+/// still `JSONDecoder`'s.
+public enum BallotJSON {
+    public static func vote(_ bytes: UnsafeRawBufferPointer) -> VoteBody? {
+        var reader = Reader(bytes: bytes)
+        guard let body = reader.voteBody(), reader.atEnd() else { return nil }
+        return body
+    }
+
+    public static func batch(_ bytes: UnsafeRawBufferPointer) -> BatchBody? {
+        var reader = Reader(bytes: bytes)
+        guard reader.take(UInt8(ascii: "{")) else { return nil }
+        var ballots: [BatchBody.Ballot]?
+        if !reader.take(UInt8(ascii: "}")) {
+            repeat {
+                guard let key = reader.string(), reader.take(UInt8(ascii: ":")) else { return nil }
+                guard key == "ballots", ballots == nil else { return nil }
+                guard reader.take(UInt8(ascii: "[")) else { return nil }
+                var list: [BatchBody.Ballot] = []
+                if !reader.take(UInt8(ascii: "]")) {
+                    repeat {
+                        guard let ballot = reader.batchBallot() else { return nil }
+                        list.append(ballot)
+                    } while reader.take(UInt8(ascii: ","))
+                    guard reader.take(UInt8(ascii: "]")) else { return nil }
+                }
+                ballots = list
+            } while reader.take(UInt8(ascii: ","))
+            guard reader.take(UInt8(ascii: "}")) else { return nil }
+        }
+        guard let ballots, reader.atEnd() else { return nil }
+        return BatchBody(ballots: ballots)
+    }
+
+    struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var index = 0
+
+        init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+        mutating func skipSpace() {
+            while self.index < self.bytes.count {
+                switch self.bytes[self.index] {
+                case 0x20, 0x09, 0x0A, 0x0D: self.index += 1
+                default: return
+                }
+            }
+        }
+
+        /// Takes `byte` (after any whitespace) if it is next.
+        mutating func take(_ byte: UInt8) -> Bool {
+            self.skipSpace()
+            guard self.index < self.bytes.count, self.bytes[self.index] == byte else { return false }
+            self.index += 1
+            return true
+        }
+
+        mutating func atEnd() -> Bool {
+            self.skipSpace()
+            return self.index == self.bytes.count
+        }
+
+        /// `null` if it is next.
+        mutating func takeNull() -> Bool {
+            self.skipSpace()
+            guard self.index + 4 <= self.bytes.count, self.bytes[self.index] == UInt8(ascii: "n"),
+                self.bytes[self.index + 1] == UInt8(ascii: "u"), self.bytes[self.index + 2] == UInt8(ascii: "l"),
+                self.bytes[self.index + 3] == UInt8(ascii: "l")
+            else { return false }
+            self.index += 4
+            return true
+        }
+
+        /// A string with no `\u` escape, valid UTF-8 and no control characters.
+        mutating func string() -> String? {
+            guard self.take(UInt8(ascii: "\"")) else { return nil }
+            let start = self.index
+            while self.index < self.bytes.count {
+                let byte = self.bytes[self.index]
+                if byte == UInt8(ascii: "\"") {
+                    let raw = UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index])
+                    self.index += 1
+                    return String(validating: raw, as: UTF8.self)
+                }
+                if byte == UInt8(ascii: "\\") {
+                    return self.escapedString(from: start)
+                }
+                if byte < 0x20 { return nil }
+                self.index += 1
+            }
+            return nil
+        }
+
+        /// The rest of a string that has an escape in it.
+        private mutating func escapedString(from start: Int) -> String? {
+            var text = Array(self.bytes[start..<self.index])
+            while self.index < self.bytes.count {
+                let byte = self.bytes[self.index]
+                self.index += 1
+                switch byte {
+                case UInt8(ascii: "\""):
+                    return String(validating: text, as: UTF8.self)
+                case UInt8(ascii: "\\"):
+                    guard self.index < self.bytes.count else { return nil }
+                    let escape = self.bytes[self.index]
+                    self.index += 1
+                    switch escape {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): text.append(escape)
+                    case UInt8(ascii: "b"): text.append(0x08)
+                    case UInt8(ascii: "f"): text.append(0x0C)
+                    case UInt8(ascii: "n"): text.append(0x0A)
+                    case UInt8(ascii: "r"): text.append(0x0D)
+                    case UInt8(ascii: "t"): text.append(0x09)
+                    default: return nil
+                    }
+                case ..<0x20:
+                    return nil
+                default:
+                    text.append(byte)
+                }
+            }
+            return nil
+        }
+
+        /// A string or `null` for an optional field: nil when neither is next.
+        mutating func optionalString() -> String?? {
+            if self.takeNull() { return .some(nil) }
+            return self.string().map { .some($0) }
+        }
+
+        /// An integer: `-`, then `0` or digits not starting with `0`, within `Int`.
+        mutating func integer() -> Int? {
+            self.skipSpace()
+            var negative = false
+            if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "-") {
+                negative = true
+                self.index += 1
+            }
+            let start = self.index
+            var value = 0
+            while self.index < self.bytes.count,
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self.bytes[self.index])
+            {
+                let digit = Int(self.bytes[self.index] - UInt8(ascii: "0"))
+                let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) =
+                    negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
+                guard !overflow, !overflow2 else { return nil }
+                value = sum
+                self.index += 1
+            }
+            let count = self.index - start
+            guard count > 0, count == 1 || self.bytes[start] != UInt8(ascii: "0") else { return nil }
+            // A fraction or an exponent is left to JSONDecoder.
+            if self.index < self.bytes.count {
+                switch self.bytes[self.index] {
+                case UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): return nil
+                default: break
+                }
+            }
+            return value
+        }
+
+        /// An answer: a list of strings, an integer or a string.
+        mutating func answer() -> Answer? {
+            self.skipSpace()
+            guard self.index < self.bytes.count else { return nil }
+            switch self.bytes[self.index] {
+            case UInt8(ascii: "["):
+                self.index += 1
+                var options: [String] = []
+                if self.take(UInt8(ascii: "]")) { return .options(options) }
+                repeat {
+                    guard let option = self.string() else { return nil }
+                    options.append(option)
+                } while self.take(UInt8(ascii: ","))
+                return self.take(UInt8(ascii: "]")) ? .options(options) : nil
+            case UInt8(ascii: "\""):
+                return self.string().map { .text($0) }
+            default:
+                return self.integer().map { .number($0) }
+            }
+        }
+
+        /// `{"question": answer, ...}`, every question once.
+        mutating func answers() -> [String: Answer]? {
+            guard self.take(UInt8(ascii: "{")) else { return nil }
+            var answers: [String: Answer] = [:]
+            if self.take(UInt8(ascii: "}")) { return answers }
+            repeat {
+                guard let key = self.string(), self.take(UInt8(ascii: ":")), let answer = self.answer(),
+                    answers.updateValue(answer, forKey: key) == nil
+                else { return nil }
+            } while self.take(UInt8(ascii: ","))
+            return self.take(UInt8(ascii: "}")) ? answers : nil
+        }
+
+        mutating func voteBody() -> VoteBody? {
+            guard self.take(UInt8(ascii: "{")) else { return nil }
+            var voter: String??
+            var device: String??
+            var answers: [String: Answer]?
+            if !self.take(UInt8(ascii: "}")) {
+                repeat {
+                    guard let key = self.string(), self.take(UInt8(ascii: ":")) else { return nil }
+                    switch key {
+                    case "voter" where voter == nil:
+                        guard let value = self.optionalString() else { return nil }
+                        voter = value
+                    case "device" where device == nil:
+                        guard let value = self.optionalString() else { return nil }
+                        device = value
+                    case "answers" where answers == nil:
+                        guard let value = self.answers() else { return nil }
+                        answers = value
+                    default:
+                        return nil
+                    }
+                } while self.take(UInt8(ascii: ","))
+                guard self.take(UInt8(ascii: "}")) else { return nil }
+            }
+            guard let answers else { return nil }
+            return VoteBody(voter: voter ?? nil, device: device ?? nil, answers: answers)
+        }
+
+        mutating func batchBallot() -> BatchBody.Ballot? {
+            guard self.take(UInt8(ascii: "{")) else { return nil }
+            var poll: String?
+            var voter: String??
+            var device: String??
+            var idempotencyKey: String??
+            var answers: [String: Answer]?
+            if !self.take(UInt8(ascii: "}")) {
+                repeat {
+                    guard let key = self.string(), self.take(UInt8(ascii: ":")) else { return nil }
+                    switch key {
+                    case "poll" where poll == nil:
+                        guard let value = self.string() else { return nil }
+                        poll = value
+                    case "voter" where voter == nil:
+                        guard let value = self.optionalString() else { return nil }
+                        voter = value
+                    case "device" where device == nil:
+                        guard let value = self.optionalString() else { return nil }
+                        device = value
+                    case "idempotencyKey" where idempotencyKey == nil:
+                        guard let value = self.optionalString() else { return nil }
+                        idempotencyKey = value
+                    case "answers" where answers == nil:
+                        guard let value = self.answers() else { return nil }
+                        answers = value
+                    default:
+                        return nil
+                    }
+                } while self.take(UInt8(ascii: ","))
+                guard self.take(UInt8(ascii: "}")) else { return nil }
+            }
+            guard let poll, let answers else { return nil }
+            return BatchBody.Ballot(
+                poll: poll, voter: voter ?? nil, device: device ?? nil, idempotencyKey: idempotencyKey ?? nil,
+                answers: answers)
+        }
+    }
+}
