@@ -65,6 +65,7 @@ let package = Package(
                 "PollwireCore",
                 "PollwireEngine",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
         ),

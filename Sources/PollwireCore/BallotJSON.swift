@@ -124,13 +124,16 @@ public enum BallotJSON {
         mutating func string() -> String? {
             guard self.take(UInt8(ascii: "\"")) else { return nil }
             let start = self.index
+            var high: UInt8 = 0
             while self.index < self.bytes.count {
                 let byte = self.bytes[self.index]
                 if byte == UInt8(ascii: "\"") {
                     let raw = UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index])
                     self.index += 1
-                    return String(validating: raw, as: UTF8.self)
+                    // ASCII (the usual ids) needs no validation; anything else must be valid UTF-8.
+                    return high < 0x80 ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self)
                 }
+                high |= byte
                 if byte == UInt8(ascii: "\\") {
                     return self.escapedString(from: start)
                 }

@@ -32,12 +32,13 @@ struct VoteIntake: Sendable {
     }
 
     /// The same, for a caller that already looked the poll up (nil: it does not exist).
+    /// `now`, when given, is the time the poll's phase is judged at (a batch reads the clock once).
     func command(
         pollID: String, poll: Poll?, voter: String?, device: String?, idempotencyKey: String?,
-        answers: [String: Answer]
+        answers: [String: Answer], at now: Date? = nil
     ) throws(APIError) -> Checked {
         guard let poll else { throw .notFound("poll") }
-        guard poll.phase(at: self.now()) == .open else {
+        guard poll.phase(at: now ?? self.now()) == .open else {
             throw APIError(.forbidden, .pollNotOpen, "the poll is not open for votes")
         }
         if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.utf8.count > Self.maxIdempotencyKeyLength {

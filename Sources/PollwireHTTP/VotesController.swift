@@ -65,11 +65,15 @@ struct VotesController {
         var commands: [VoteCommand] = []
         var positions: [(index: Int, receipt: String?)] = []
         commands.reserveCapacity(body.ballots.count)
+        // One clock reading and one book lookup per run of ballots for the same poll.
+        let now = self.intake.now()
+        var last: (id: String, poll: Poll?)?
         for (index, ballot) in body.ballots.enumerated() {
             do {
+                if last?.id != ballot.poll { last = (ballot.poll, self.book.poll(ballot.poll)) }
                 let checked = try self.intake.command(
-                    pollID: ballot.poll, voter: ballot.voter, device: ballot.device,
-                    idempotencyKey: ballot.idempotencyKey, answers: ballot.answers)
+                    pollID: ballot.poll, poll: last?.poll, voter: ballot.voter, device: ballot.device,
+                    idempotencyKey: ballot.idempotencyKey, answers: ballot.answers, at: now)
                 commands.append(checked.command)
                 positions.append((index, checked.receipt))
             } catch {

@@ -1,5 +1,6 @@
 public import Foundation
 import GRDB
+import GRDBSQLite
 import PollwireCore
 public import PollwireEngine
 
@@ -52,10 +53,7 @@ public struct SQLiteVoteStore: VoteStore {
                 continue
             }
             let version = poll.version + 1
-            let keys = StoredKeys.encode(vote.ballot.keys)
-            try insert.execute(arguments: [
-                vote.pollID, vote.voter, 0, vote.idempotencyKey, vote.ballot.canonical, keys, version, timestamp,
-            ])
+            try Self.insertBallot(vote, version: version, at: timestamp, with: insert, in: db)
             let outcome: VoteOutcome
             if db.changesCount == 1 {
                 outcome = .accepted(version: version, replayed: false)
@@ -84,6 +82,48 @@ public struct SQLiteVoteStore: VoteStore {
         }
         return CommitResult(outcomes: outcomes, changes: changes)
     }
+
+    /// The ballot's row through the SQLite C API on GRDB's cached statement: binding through
+    /// `StatementArguments` (an array of existentials, one per value) cost more than the INSERT.
+    static func insertBallot(
+        _ vote: VoteCommand, version: Int64, at timestamp: Double, with insert: Statement, in db: Database
+    ) throws {
+        let statement = insert.sqliteStatement
+        sqlite3_reset(statement)
+        func text(_ index: Int32, _ value: String?) {
+            guard var value else {
+                sqlite3_bind_null(statement, index)
+                return
+            }
+            value.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { chars in
+                    if let address = chars.baseAddress {
+                        _ = sqlite3_bind_text(statement, index, address, Int32(chars.count), Self.transient)
+                    } else {
+                        _ = sqlite3_bind_text(statement, index, "", 0, Self.transient)
+                    }
+                }
+            }
+        }
+        text(1, vote.pollID)
+        text(2, vote.voter)
+        sqlite3_bind_int64(statement, 3, 0)
+        text(4, vote.idempotencyKey)
+        text(5, vote.ballot.canonical)
+        text(6, StoredKeys.encode(vote.ballot.keys))
+        sqlite3_bind_int64(statement, 7, version)
+        sqlite3_bind_double(statement, 8, timestamp)
+        let code = sqlite3_step(statement)
+        sqlite3_reset(statement)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
+                sql: insert.sql)
+        }
+    }
+
+    /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes (they live only for the call).
+    static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     /// The INSERT hit a unique index: the same idempotency key, or the voter's earlier ballot.
     static func resolveConflict(
