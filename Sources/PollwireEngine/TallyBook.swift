@@ -7,8 +7,9 @@ import Synchronization
 /// the encoded snapshots of its results.
 ///
 /// Filled from the store at start (`load`), moved forward only by committed changes (`apply`)
-/// and definition edits. Reads take one lock; snapshots are encoded outside it, at most once
-/// per version and variant.
+/// and definition edits. Writers take one lock and move the generation; readers take no lock
+/// while the generation stands (each thread keeps what it read in its `ReaderCache`).
+/// Snapshots are encoded outside the lock, at most once per version and variant.
 public final class TallyBook: Sendable {
     struct Entry {
         var poll: Poll
@@ -32,6 +33,11 @@ public final class TallyBook: Sendable {
     static let maxPending = 256
 
     private let entries = Mutex<[String: Entry]>([:])
+    /// Moves on every change to what a reader may see; readers' caches hold while it stands.
+    private let generation = Atomic<UInt64>(1)
+    /// Tells this book's entries in a thread's cache from another book's.
+    private let bookID = TallyBook.nextBookID.add(1, ordering: .relaxed).newValue
+    private static let nextBookID = Atomic<UInt64>(0)
     private let loaded = Atomic<Bool>(false)
     private let stale = Atomic<Bool>(false)
     /// The moments ahead when a poll opens or closes by itself.
@@ -45,6 +51,16 @@ public final class TallyBook: Sendable {
         self.now = now
     }
 
+    /// Called with the lock held, after a change: every reader's cache is out of date.
+    private func moved() {
+        self.generation.add(1, ordering: .releasing)
+    }
+
+    /// This thread's cache, valid for the book as it is now.
+    private func readerCache() -> ReaderCache {
+        ReaderCache.current(book: self.bookID, generation: self.generation.load(ordering: .acquiring))
+    }
+
     // MARK: Loading
 
     /// Replaces the whole book with what the store holds, then marks it loaded.
@@ -55,7 +71,10 @@ public final class TallyBook: Sendable {
                 poll: stored.poll, version: stored.version, tally: stored.tally,
                 latestText: stored.latestText.mapValues { Array($0.prefix(self.latestTextLimit)) })
         }
-        self.entries.withLock { $0 = fresh }
+        self.entries.withLock {
+            $0 = fresh
+            self.moved()
+        }
         let schedule = PhaseSchedule(polls.lazy.map(\.poll), after: self.now())
         self.schedule.withLock { $0 = schedule }
         self.loaded.store(true, ordering: .releasing)
@@ -68,7 +87,11 @@ public final class TallyBook: Sendable {
 
     /// The poll with `id`, if any.
     public func poll(_ id: String) -> Poll? {
-        self.entries.withLock { $0[id]?.poll }
+        let cache = self.readerCache()
+        if let poll = cache.polls[id] { return poll }
+        guard let poll = self.entries.withLock({ $0[id]?.poll }) else { return nil }
+        cache.polls[id] = poll
+        return poll
     }
 
     /// Every poll, newest first.
@@ -99,12 +122,16 @@ public final class TallyBook: Sendable {
             } else {
                 entries[poll.id] = Entry(poll: poll, version: 0, tally: Tally(), latestText: [:])
             }
+            self.moved()
         }
     }
 
     /// Forgets a deleted poll.
     public func remove(_ id: String) {
-        _ = self.entries.withLock { $0.removeValue(forKey: id) }
+        self.entries.withLock {
+            $0.removeValue(forKey: id)
+            self.moved()
+        }
         self.schedule.withLock { $0.remove(id) }
     }
 
@@ -137,6 +164,7 @@ public final class TallyBook: Sendable {
                     Self.hold(change, in: &entries.values[index])
                 }
             }
+            if !changes.isEmpty { self.moved() }
         }
     }
 
@@ -191,6 +219,7 @@ public final class TallyBook: Sendable {
             entry.hidden = nil
             Self.drainPending(&entry, latestTextLimit: limit)
             entries[stored.poll.id] = entry
+            self.moved()
             return true
         }
         if changed {
@@ -216,6 +245,7 @@ public final class TallyBook: Sendable {
                 entries[id]!.full = nil
                 entries[id]!.hidden = nil
             }
+            self.moved()
         }
         return true
     }
@@ -241,8 +271,19 @@ public final class TallyBook: Sendable {
     /// The encoded results of a poll at its current version: full, or only the number of
     /// ballots when `hidden`. Encoded at most once per version and variant.
     ///
-    /// Cost when cached: one lock, no allocation. When not: one JSON encode and one buffer.
+    /// Cost when this thread read it since the last change: no lock, no allocation. Else one lock,
+    /// and when the version is new one encode and one buffer.
     public func snapshot(of id: String, hidden: Bool) -> Snapshot? {
+        let cache = self.readerCache()
+        let key = ReaderCache.Key(pollID: id, hidden: hidden, form: "")
+        if let snapshot = cache.snapshots[key] { return snapshot }
+        guard let snapshot = self.bookSnapshot(of: id, hidden: hidden) else { return nil }
+        cache.snapshots[key] = snapshot
+        return snapshot
+    }
+
+    /// `snapshot(of:hidden:)` from the book itself, under its lock.
+    private func bookSnapshot(of id: String, hidden: Bool) -> Snapshot? {
         let stale = self.isStale
         // The cached snapshot is handed out from inside the lock: copying the entry out (poll,
         // counters, text answers) cost more than the rest of a read.
@@ -298,10 +339,17 @@ public final class TallyBook: Sendable {
     public func derived(
         _ snapshot: Snapshot, form: String, make: () throws -> ByteBuffer
     ) rethrows -> ByteBuffer {
+        let cache = self.readerCache()
+        let cacheKey = ReaderCache.Key(pollID: snapshot.pollID, hidden: snapshot.hidden, form: form)
+        if let kept = cache.derived[cacheKey], kept.etag == snapshot.etag { return kept.bytes }
         let key = DerivedKey(hidden: snapshot.hidden, form: form)
         let kept = self.entries.withLock { entries in entries[snapshot.pollID]?.derived[key] }
-        if let kept, kept.etag == snapshot.etag { return kept.bytes }
+        if let kept, kept.etag == snapshot.etag {
+            cache.derived[cacheKey] = kept
+            return kept.bytes
+        }
         let bytes = try make()
+        cache.derived[cacheKey] = (snapshot.etag, bytes)
         self.entries.withLock { entries in
             guard entries[snapshot.pollID]?.version == snapshot.version else { return }
             entries[snapshot.pollID]?.derived[key] = (snapshot.etag, bytes)
