@@ -182,6 +182,9 @@ let package = Package(
             name: "PollwireSystemTests",
             dependencies: [
                 "PollwireCore",
+                "PollwireEngine",
+                "PollwireSQLite",
+                "PollwirePostgres",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

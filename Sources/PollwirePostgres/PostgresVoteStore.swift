@@ -11,7 +11,8 @@ import PostgresNIO
 ///    from different nodes take turns, so versions and dedupe are decided one at a time.
 /// 2. Read the earlier ballots the batch may collide with: idempotency keys and voters, each
 ///    in one query over arrays (`UNNEST`).
-/// 3. Decide every vote in order in memory, as the embedded store does row by row.
+/// 3. Decide every vote in order in memory with `VoteRules.decide`, the rules the embedded store
+///    applies too.
 /// 4. Write it all in ONE statement of data-modifying CTEs, every table fed from arrays:
 ///    voters inserted (`ON CONFLICT DO NOTHING RETURNING`, checked) or updated, idempotency
 ///    keys, the ballots, tallies upserted by aggregated delta, poll versions, and `pg_notify`
@@ -145,42 +146,38 @@ public struct PostgresVoteStore: VoteStore {
         return polls
     }
 
-    /// One vote's fate, in batch order: the same rules as the embedded store's.
+    /// One vote's fate, in batch order (`VoteRules`), and the rows it writes.
     static func decide(
         _ vote: VoteCommand, polls: inout [String: BatchedPoll], keys: inout [Pair: (answers: String, version: Int64)],
         voters: inout [Pair: VoterRow], writes: inout Writes
     ) -> VoteOutcome {
-        guard var poll = polls[vote.pollID] else { return .pollNotFound }
-        guard poll.open else { return .pollNotOpen }
+        let keyPair = vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) }
+        let voterPair = vote.voter.map { Pair(poll: vote.pollID, id: $0) }
+        var earlier = VoteRules.Earlier()
+        if let keyPair { earlier.keyed = keys[keyPair] }
+        if let voterPair, let row = voters[voterPair] {
+            earlier.voter = (row.revision, row.answers, row.keys, row.version)
+        }
+        let decision = VoteRules.decide(vote, poll: polls[vote.pollID], earlier: earlier)
+        guard case .store(let revision, let replacing) = decision, var poll = polls[vote.pollID] else {
+            return VoteRules.outcome(of: decision, version: 0)
+        }
         let version = poll.version + 1
         let answers = vote.ballot.canonical
-        let keyPair = vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) }
-        if let keyPair, let earlier = keys[keyPair] {
-            return earlier.answers == answers
-                ? .accepted(version: earlier.version, replayed: true) : .idempotencyMismatch
-        }
         let stored = StoredKeys.encode(vote.ballot.keys)
-        var revision: Int64 = 0
-        let outcome: VoteOutcome
-        if let voter = vote.voter, var row = voters[Pair(poll: vote.pollID, id: voter)] {
-            if row.answers == answers { return .duplicate(version: row.version) }
-            guard vote.allowChange else { return .conflict }
-            poll.uncount(StoredKeys.decode(row.keys))
-            revision = row.revision + 1
+        if let replacing { poll.uncount(StoredKeys.decode(replacing)) }
+        if let voterPair {
+            var row =
+                voters[voterPair]
+                ?? VoterRow(revision: 0, answers: answers, keys: stored, version: version, existed: false)
             row.revision = revision
             row.answers = answers
             row.keys = stored
             row.version = version
             row.touched = true
-            voters[Pair(poll: vote.pollID, id: voter)] = row
-            outcome = .changed(version: version)
-        } else {
-            if let voter = vote.voter {
-                voters[Pair(poll: vote.pollID, id: voter)] = VoterRow(
-                    revision: 0, answers: answers, keys: stored, version: version, existed: false, touched: true)
-            }
-            outcome = .accepted(version: version, replayed: false)
+            voters[voterPair] = row
         }
+        let outcome = VoteRules.outcome(of: decision, version: version)
         poll.count(vote.ballot)
         polls[vote.pollID] = poll
         if let keyPair {

@@ -7,7 +7,8 @@ public import PollwireEngine
 /// `VoteStore` on the embedded SQLite database: one transaction per group commit.
 ///
 /// Per ballot: one INSERT (a cached statement; the unique indexes do the dedupe). Only a
-/// conflict reads the earlier ballot. Per poll in the batch: one SELECT of its state, one
+/// conflict reads the earlier ballot and asks `VoteRules.decide`, the rules every store applies.
+/// Per poll in the batch: one SELECT of its state, one
 /// UPSERT per changed counter, one UPDATE of its version. Then one COMMIT: one fsync with
 /// `synchronous=FULL`.
 public struct SQLiteVoteStore: VoteStore {
@@ -44,24 +45,38 @@ public struct SQLiteVoteStore: VoteStore {
         var outcomes: [VoteOutcome] = []
         outcomes.reserveCapacity(votes.count)
         for vote in votes {
-            guard var poll = polls[vote.pollID] else {
-                outcomes.append(.pollNotFound)
-                continue
-            }
-            guard poll.open else {
-                outcomes.append(.pollNotOpen)
+            guard var poll = polls[vote.pollID], poll.open else {
+                outcomes.append(
+                    VoteRules.outcome(
+                        of: VoteRules.decide(vote, poll: polls[vote.pollID], earlier: .init()), version: 0))
                 continue
             }
             let version = poll.version + 1
-            try Self.insertBallot(vote, version: version, at: timestamp, with: insert, in: db)
-            let outcome: VoteOutcome
-            if db.changesCount == 1 {
-                outcome = .accepted(version: version, replayed: false)
-                poll.count(vote.ballot)
-            } else {
-                outcome = try Self.resolveConflict(vote, version: version, poll: &poll, at: timestamp, in: db)
+            // The INSERT first: where the unique indexes find nothing to collide with, the rules
+            // store a first ballot (`VoteRules.decide` with nothing earlier). Only a conflict
+            // reads what is earlier and asks the rules.
+            try Self.insertBallot(vote, revision: 0, version: version, at: timestamp, with: insert, in: db)
+            var decision = VoteRules.Decision.store(revision: 0, replacing: nil)
+            if db.changesCount != 1 {
+                decision = VoteRules.decide(vote, poll: poll, earlier: try Self.earlier(vote, in: db))
+                guard case .store(let revision, let replacing) = decision else {
+                    outcomes.append(VoteRules.outcome(of: decision, version: version))
+                    continue
+                }
+                // A conflict with nothing earlier: an idempotency key reused on another poll's
+                // index cannot happen (the index is per poll), so this is a store invariant broken.
+                guard replacing != nil else {
+                    throw DatabaseError(
+                        resultCode: .SQLITE_CONSTRAINT, message: "ballot conflict without an earlier ballot")
+                }
+                try Self.insertBallot(vote, revision: revision, version: version, at: timestamp, with: insert, in: db)
+                guard db.changesCount == 1 else {
+                    throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "a changed ballot's revision is taken")
+                }
             }
-            outcomes.append(outcome)
+            if case .store(_, let replacing?) = decision { poll.uncount(StoredKeys.decode(replacing)) }
+            poll.count(vote.ballot)
+            outcomes.append(VoteRules.outcome(of: decision, version: version))
             polls[vote.pollID] = poll
         }
 
@@ -86,7 +101,8 @@ public struct SQLiteVoteStore: VoteStore {
     /// The ballot's row through the SQLite C API on GRDB's cached statement: binding through
     /// `StatementArguments` (an array of existentials, one per value) cost more than the INSERT.
     static func insertBallot(
-        _ vote: VoteCommand, version: Int64, at timestamp: Double, with insert: Statement, in db: Database
+        _ vote: VoteCommand, revision: Int64, version: Int64, at timestamp: Double, with insert: Statement,
+        in db: Database
     ) throws {
         let statement = insert.sqliteStatement
         sqlite3_reset(statement)
@@ -107,7 +123,7 @@ public struct SQLiteVoteStore: VoteStore {
         }
         text(1, vote.pollID)
         text(2, vote.voter)
-        sqlite3_bind_int64(statement, 3, 0)
+        sqlite3_bind_int64(statement, 3, revision)
         text(4, vote.idempotencyKey)
         text(5, vote.ballot.canonical)
         text(6, StoredKeys.encode(vote.ballot.keys))
@@ -125,50 +141,29 @@ public struct SQLiteVoteStore: VoteStore {
     /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes (they live only for the call).
     static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-    /// The INSERT hit a unique index: the same idempotency key, or the voter's earlier ballot.
-    static func resolveConflict(
-        _ vote: VoteCommand, version: Int64, poll: inout BatchedPoll, at timestamp: Double, in db: Database
-    ) throws -> VoteOutcome {
-        if let key = vote.idempotencyKey {
-            let earlier = try Row.fetchOne(
+    /// What a vote whose INSERT hit a unique index collides with: the ballot stored under its
+    /// idempotency key, and the voter's latest ballot.
+    static func earlier(_ vote: VoteCommand, in db: Database) throws -> VoteRules.Earlier {
+        var earlier = VoteRules.Earlier()
+        if let key = vote.idempotencyKey,
+            let row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: "SELECT answers, version FROM ballots WHERE poll_id = ? AND idempotency_key = ?"),
                 arguments: [vote.pollID, key])
-            if let earlier {
-                let answers: String = earlier[0]
-                return answers == vote.ballot.canonical
-                    ? .accepted(version: earlier[1], replayed: true) : .idempotencyMismatch
-            }
+        {
+            earlier.keyed = (row[0], row[1])
         }
-        guard let voter = vote.voter,
-            let latest = try Row.fetchOne(
+        if let voter = vote.voter,
+            let row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: """
                         SELECT revision, answers, keys, version FROM ballots
                         WHERE poll_id = ? AND voter = ? ORDER BY revision DESC LIMIT 1
                         """),
                 arguments: [vote.pollID, voter])
-        else {
-            // No voter and no matching key: an idempotency key reused on another poll's index
-            // cannot happen (the index is per poll), so this is a store invariant broken.
-            throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "ballot conflict without an earlier ballot")
+        {
+            earlier.voter = (row[0], row[1], row[2], row[3])
         }
-        let answers: String = latest[1]
-        if answers == vote.ballot.canonical { return .duplicate(version: latest[3]) }
-        guard vote.allowChange else { return .conflict }
-        let revision: Int = latest[0]
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [
-            vote.pollID, voter, revision + 1, vote.idempotencyKey, vote.ballot.canonical,
-            StoredKeys.encode(vote.ballot.keys), version, timestamp,
-        ])
-        let oldKeys: String = latest[2]
-        poll.uncount(StoredKeys.decode(oldKeys))
-        poll.count(vote.ballot)
-        return .changed(version: version)
+        return earlier
     }
 }

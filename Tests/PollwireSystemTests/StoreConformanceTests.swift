@@ -1,0 +1,148 @@
+import Foundation
+import PollwireCore
+import PollwireEngine
+import PollwirePostgres
+import PollwireSQLite
+import Testing
+
+/// The same votes against both stores, the embedded SQLite file and a real PostgreSQL: the same
+/// outcomes, versions and counters (both decide with `VoteRules`, each in its own way of reading
+/// what is earlier: SQLite after an INSERT meets a unique index, PostgreSQL by reading ahead).
+@Suite(.serialized) struct StoreConformanceTests {
+    struct Stores {
+        let polls: any PollStore
+        let votes: any VoteStore
+    }
+
+    enum Kind: String, CaseIterable, Sendable {
+        case sqlite, postgres
+    }
+
+    /// Runs `body` with a fresh store of `kind`, removed afterwards.
+    func withStores(_ kind: Kind, _ body: (Stores) async throws -> Void) async throws {
+        switch kind {
+        case .sqlite:
+            let directory = temporaryDirectory("conformance")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let database = try SQLiteDatabase(path: directory.appendingPathComponent("pollwire.sqlite").path)
+            try await body(
+                Stores(polls: SQLitePollStore(database: database), votes: SQLiteVoteStore(database: database)))
+        case .postgres:
+            let postgres = try ThrowawayPostgres.start()
+            defer { postgres.destroy() }
+            let database = try PostgresDatabase(url: postgres.url, maxConnections: 2)
+            let pool = Task { await database.run() }
+            defer { pool.cancel() }
+            try await database.migrate()
+            try await body(
+                Stores(polls: PostgresPollStore(database: database), votes: PostgresVoteStore(database: database)))
+        }
+    }
+
+    func poll(_ settings: PollSettings = PollSettings(), status: Poll.Status = .open) -> Poll {
+        var poll = Poll(
+            id: Identifier.random(), title: "Lunch?",
+            questions: [
+                Question(
+                    id: "q1", kind: .single, prompt: "Where?",
+                    options: [.init(id: "a", label: "Pizza"), .init(id: "b", label: "Sushi")]),
+                Question(id: "note", kind: .text, prompt: "Why?", required: false),
+            ],
+            settings: settings, createdAt: Date(), updatedAt: Date())
+        poll.status = status
+        return poll
+    }
+
+    func vote(_ poll: Poll, _ voter: String?, _ option: String, key: String? = nil) throws -> VoteCommand {
+        VoteCommand(
+            pollID: poll.id, voter: voter, idempotencyKey: key,
+            ballot: try poll.ballot(answers: ["q1": .options([option])]), allowChange: poll.settings.allowChange)
+    }
+
+    /// The stored version and counts of option a and b, and the number of ballots counted.
+    func stored(_ poll: Poll, in stores: Stores) async throws -> (version: Int64, a: Int64, b: Int64, ballots: Int64) {
+        let stored = try #require(try await stores.polls.loadPolls(latestTextLimit: 10).first { $0.poll.id == poll.id })
+        return (
+            stored.version, stored.tally[TallyKey(question: "q1", key: "a")],
+            stored.tally[TallyKey(question: "q1", key: "b")], stored.tally.ballots
+        )
+    }
+
+    @Test(arguments: Kind.allCases) func bothStoresDecideEveryVoteAlike(_ kind: Kind) async throws {
+        try await self.withStores(kind) { stores in
+            // Every outcome in one group commit, in order.
+            let poll = self.poll()
+            let closed = self.poll(status: .closed)
+            try await stores.polls.insert(poll)
+            try await stores.polls.insert(closed)
+            let first = try await stores.votes.commit(
+                [
+                    try self.vote(poll, "v:1", "a", key: "k1"),
+                    try self.vote(poll, "v:1", "a"),  // the same ballot again
+                    try self.vote(poll, "v:1", "b"),  // a different one, no change allowed
+                    try self.vote(poll, "v:2", "a", key: "k1"),  // the key again, the same ballot
+                    try self.vote(poll, "v:3", "b", key: "k1"),  // the key again, another ballot
+                    try self.vote(closed, "v:1", "a"),
+                    VoteCommand(
+                        pollID: "missing", voter: "v:1", idempotencyKey: nil,
+                        ballot: try poll.ballot(answers: ["q1": .options(["a"])]), allowChange: false),
+                ], at: Date())
+            #expect(
+                first.outcomes == [
+                    .accepted(version: 1, replayed: false), .duplicate(version: 1), .conflict,
+                    .accepted(version: 1, replayed: true), .idempotencyMismatch, .pollNotOpen, .pollNotFound,
+                ], "\(kind)")
+            #expect(first.changes.map(\.pollID) == [poll.id])
+            #expect(try await self.stored(poll, in: stores) == (1, 1, 0, 1), "\(kind)")
+            // The same key and voter in a later commit: replayed and duplicate, nothing stored.
+            let again = try await stores.votes.commit(
+                [try self.vote(poll, "v:1", "a", key: "k1"), try self.vote(poll, "v:1", "a")], at: Date())
+            #expect(again.outcomes == [.accepted(version: 1, replayed: true), .duplicate(version: 1)], "\(kind)")
+            #expect(again.changes.isEmpty)
+
+            // Changes where the poll allows them: in one commit and across commits.
+            let changing = self.poll(PollSettings(allowChange: true))
+            try await stores.polls.insert(changing)
+            let changed = try await stores.votes.commit(
+                [
+                    try self.vote(changing, "v:1", "a"), try self.vote(changing, "v:2", "a"),
+                    try self.vote(changing, "v:1", "b"),  // changed within the commit
+                ], at: Date())
+            #expect(
+                changed.outcomes == [
+                    .accepted(version: 1, replayed: false), .accepted(version: 1, replayed: false),
+                    .changed(version: 1),
+                ], "\(kind)")
+            #expect(try await self.stored(changing, in: stores) == (1, 1, 1, 2), "\(kind)")
+            let back = try await stores.votes.commit(
+                [try self.vote(changing, "v:1", "a"), try self.vote(changing, "v:1", "a")], at: Date())
+            #expect(back.outcomes == [.changed(version: 2), .duplicate(version: 2)], "\(kind)")
+            #expect(try await self.stored(changing, in: stores) == (2, 2, 0, 2), "\(kind)")
+
+            // No dedupe: every ballot counts, idempotency keys still replay.
+            let open = self.poll(PollSettings(dedupe: .none))
+            try await stores.polls.insert(open)
+            let many = try await stores.votes.commit(
+                [
+                    try self.vote(open, nil, "a"), try self.vote(open, nil, "a"),
+                    try self.vote(open, nil, "b", key: "x"), try self.vote(open, nil, "b", key: "x"),
+                    try self.vote(open, nil, "a", key: "x"),
+                ], at: Date())
+            #expect(
+                many.outcomes == [
+                    .accepted(version: 1, replayed: false), .accepted(version: 1, replayed: false),
+                    .accepted(version: 1, replayed: false), .accepted(version: 1, replayed: true),
+                    .idempotencyMismatch,
+                ], "\(kind)")
+            #expect(try await self.stored(open, in: stores) == (1, 2, 1, 3), "\(kind)")
+
+            // A poll that closed before the commit takes nothing.
+            var closing = self.poll()
+            closing.closesAt = Date().addingTimeInterval(-1)
+            try await stores.polls.insert(closing)
+            let late = try await stores.votes.commit([try self.vote(closing, "v:1", "a")], at: Date())
+            #expect(late.outcomes == [.pollNotOpen], "\(kind)")
+        }
+    }
+}
