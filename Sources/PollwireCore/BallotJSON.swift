@@ -58,26 +58,21 @@ public enum BallotJSON {
 
     public static func batch(_ bytes: UnsafeRawBufferPointer) -> BatchBody? {
         var reader = Reader(bytes: bytes)
-        guard reader.take(UInt8(ascii: "{")) else { return nil }
         var ballots: [BatchBody.Ballot]?
-        if !reader.take(UInt8(ascii: "}")) {
-            repeat {
-                guard let key = reader.string(), reader.take(UInt8(ascii: ":")) else { return nil }
-                guard key == "ballots", ballots == nil else { return nil }
-                guard reader.take(UInt8(ascii: "[")) else { return nil }
-                var list: [BatchBody.Ballot] = []
-                if !reader.take(UInt8(ascii: "]")) {
-                    repeat {
-                        guard let ballot = reader.batchBallot() else { return nil }
-                        list.append(ballot)
-                    } while reader.take(UInt8(ascii: ","))
-                    guard reader.take(UInt8(ascii: "]")) else { return nil }
-                }
-                ballots = list
-            } while reader.take(UInt8(ascii: ","))
-            guard reader.take(UInt8(ascii: "}")) else { return nil }
+        let read = Reader.object(&reader) { key, reader in
+            guard key == "ballots", ballots == nil, reader.take(UInt8(ascii: "[")) else { return false }
+            var list: [BatchBody.Ballot] = []
+            if !reader.take(UInt8(ascii: "]")) {
+                repeat {
+                    guard let ballot = reader.batchBallot() else { return false }
+                    list.append(ballot)
+                } while reader.take(UInt8(ascii: ","))
+                guard reader.take(UInt8(ascii: "]")) else { return false }
+            }
+            ballots = list
+            return true
         }
-        guard let ballots, reader.atEnd() else { return nil }
+        guard read, let ballots, reader.atEnd() else { return nil }
         return BatchBody(ballots: ballots)
     }
 
@@ -234,80 +229,69 @@ public enum BallotJSON {
             }
         }
 
+        /// `{"key": value, ...}`: `field` reads each value (false: give up), the braces and
+        /// commas around them are read here.
+        static func object(_ reader: inout Reader, _ field: (String, inout Reader) -> Bool) -> Bool {
+            guard reader.take(UInt8(ascii: "{")) else { return false }
+            if reader.take(UInt8(ascii: "}")) { return true }
+            repeat {
+                guard let key = reader.string(), reader.take(UInt8(ascii: ":")), field(key, &reader) else {
+                    return false
+                }
+            } while reader.take(UInt8(ascii: ","))
+            return reader.take(UInt8(ascii: "}"))
+        }
+
+        /// Sets a field read once: false when it was set before (a repeated key) or not read.
+        static func once<Value>(_ slot: inout Value?, _ value: Value?) -> Bool {
+            guard slot == nil, let value else { return false }
+            slot = value
+            return true
+        }
+
         /// `{"question": answer, ...}`, every question once.
         mutating func answers() -> [String: Answer]? {
-            guard self.take(UInt8(ascii: "{")) else { return nil }
             var answers: [String: Answer] = [:]
-            if self.take(UInt8(ascii: "}")) { return answers }
-            repeat {
-                guard let key = self.string(), self.take(UInt8(ascii: ":")), let answer = self.answer(),
-                    answers.updateValue(answer, forKey: key) == nil
-                else { return nil }
-            } while self.take(UInt8(ascii: ","))
-            return self.take(UInt8(ascii: "}")) ? answers : nil
+            let read = Self.object(&self) { key, reader in
+                guard let answer = reader.answer() else { return false }
+                return answers.updateValue(answer, forKey: key) == nil
+            }
+            return read ? answers : nil
         }
 
         mutating func voteBody() -> VoteBody? {
-            guard self.take(UInt8(ascii: "{")) else { return nil }
             var voter: String??
             var device: String??
             var answers: [String: Answer]?
-            if !self.take(UInt8(ascii: "}")) {
-                repeat {
-                    guard let key = self.string(), self.take(UInt8(ascii: ":")) else { return nil }
-                    switch key {
-                    case "voter" where voter == nil:
-                        guard let value = self.optionalString() else { return nil }
-                        voter = value
-                    case "device" where device == nil:
-                        guard let value = self.optionalString() else { return nil }
-                        device = value
-                    case "answers" where answers == nil:
-                        guard let value = self.answers() else { return nil }
-                        answers = value
-                    default:
-                        return nil
-                    }
-                } while self.take(UInt8(ascii: ","))
-                guard self.take(UInt8(ascii: "}")) else { return nil }
+            let read = Self.object(&self) { key, reader in
+                switch key {
+                case "voter": Self.once(&voter, reader.optionalString())
+                case "device": Self.once(&device, reader.optionalString())
+                case "answers": Self.once(&answers, reader.answers())
+                default: false
+                }
             }
-            guard let answers else { return nil }
+            guard read, let answers else { return nil }
             return VoteBody(voter: voter ?? nil, device: device ?? nil, answers: answers)
         }
 
         mutating func batchBallot() -> BatchBody.Ballot? {
-            guard self.take(UInt8(ascii: "{")) else { return nil }
             var poll: String?
             var voter: String??
             var device: String??
             var idempotencyKey: String??
             var answers: [String: Answer]?
-            if !self.take(UInt8(ascii: "}")) {
-                repeat {
-                    guard let key = self.string(), self.take(UInt8(ascii: ":")) else { return nil }
-                    switch key {
-                    case "poll" where poll == nil:
-                        guard let value = self.string() else { return nil }
-                        poll = value
-                    case "voter" where voter == nil:
-                        guard let value = self.optionalString() else { return nil }
-                        voter = value
-                    case "device" where device == nil:
-                        guard let value = self.optionalString() else { return nil }
-                        device = value
-                    case "idempotencyKey" where idempotencyKey == nil:
-                        guard let value = self.optionalString() else { return nil }
-                        idempotencyKey = value
-                    case "answers" where answers == nil:
-                        guard let value = self.answers() else { return nil }
-                        answers = value
-                    default:
-                        return nil
-                    }
-                } while self.take(UInt8(ascii: ","))
-                guard self.take(UInt8(ascii: "}")) else { return nil }
+            let read = Self.object(&self) { key, reader in
+                switch key {
+                case "poll": Self.once(&poll, reader.string())
+                case "voter": Self.once(&voter, reader.optionalString())
+                case "device": Self.once(&device, reader.optionalString())
+                case "idempotencyKey": Self.once(&idempotencyKey, reader.optionalString())
+                case "answers": Self.once(&answers, reader.answers())
+                default: false
+                }
             }
-            guard let poll, let answers else { return nil }
+            guard read, let poll, let answers else { return nil }
             return BatchBody.Ballot(
                 poll: poll, voter: voter ?? nil, device: device ?? nil, idempotencyKey: idempotencyKey ?? nil,
                 answers: answers)

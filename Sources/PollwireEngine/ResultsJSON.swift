@@ -94,10 +94,17 @@ public enum ResultsJSON {
             first = false
             output.writeStaticString(name)
         }
-        if let detractors = question.detractors {
-            key("\"detractors\":")
-            Self.writeInteger(detractors, to: &output)
+        func integer(_ name: StaticString, _ value: Int64?) {
+            guard let value else { return }
+            key(name)
+            Self.writeInteger(value, to: &output)
         }
+        func double(_ name: StaticString, _ value: Double?) {
+            guard let value else { return }
+            key(name)
+            Self.writeDouble(value, to: &output)
+        }
+        integer("\"detractors\":", question.detractors)
         if let distribution = question.distribution {
             key("\"distribution\":[")
             for (index, value) in distribution.enumerated() {
@@ -121,14 +128,8 @@ public enum ResultsJSON {
             }
             output.writeStaticString("]")
         }
-        if let mean = question.mean {
-            key("\"mean\":")
-            Self.writeDouble(mean, to: &output)
-        }
-        if let nps = question.nps {
-            key("\"nps\":")
-            Self.writeDouble(nps, to: &output)
-        }
+        double("\"mean\":", question.mean)
+        double("\"nps\":", question.nps)
         if let options = question.options {
             key("\"options\":[")
             for (index, option) in options.enumerated() {
@@ -152,16 +153,9 @@ public enum ResultsJSON {
             }
             output.writeStaticString("]")
         }
-        if let passives = question.passives {
-            key("\"passives\":")
-            Self.writeInteger(passives, to: &output)
-        }
-        if let promoters = question.promoters {
-            key("\"promoters\":")
-            Self.writeInteger(promoters, to: &output)
-        }
-        key("\"total\":")
-        Self.writeInteger(question.total, to: &output)
+        integer("\"passives\":", question.passives)
+        integer("\"promoters\":", question.promoters)
+        integer("\"total\":", question.total)
         if let winner = question.winner {
             key("\"winner\":")
             Self.writeQuoted(winner, to: &output)
