@@ -30,11 +30,7 @@ public enum ResultsJSON {
         if let stale = results.stale {
             output.writeStaticString(stale ? ",\"stale\":true" : ",\"stale\":false")
         }
-        output.writeStaticString(",\"total\":")
-        Self.writeInteger(results.total, to: &output)
-        output.writeStaticString(",\"version\":")
-        Self.writeInteger(results.version, to: &output)
-        output.writeStaticString("}")
+        Self.writeTotalAndVersion(results, to: &output)
         return output
     }
 
@@ -76,11 +72,7 @@ public enum ResultsJSON {
         output.writeStaticString("\"poll\":")
         Self.writeQuoted(results.poll, to: &output)
         if results.stale == true { output.writeStaticString(",\"stale\":true") }
-        output.writeStaticString(",\"total\":")
-        Self.writeInteger(results.total, to: &output)
-        output.writeStaticString(",\"version\":")
-        Self.writeInteger(results.version, to: &output)
-        output.writeStaticString("}")
+        Self.writeTotalAndVersion(results, to: &output)
         return output
     }
 
@@ -160,6 +152,15 @@ public enum ResultsJSON {
             key("\"winner\":")
             Self.writeQuoted(winner, to: &output)
         }
+        output.writeStaticString("}")
+    }
+
+    /// `,"total":...,"version":...}`: how both forms end.
+    private static func writeTotalAndVersion(_ results: Results, to output: inout ByteBuffer) {
+        output.writeStaticString(",\"total\":")
+        Self.writeInteger(results.total, to: &output)
+        output.writeStaticString(",\"version\":")
+        Self.writeInteger(results.version, to: &output)
         output.writeStaticString("}")
     }
 
