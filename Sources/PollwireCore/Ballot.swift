@@ -37,11 +37,12 @@ extension Poll {
                 }
                 continue
             }
-            let field = "answers.\(question.id)"
-            try question.check(answer, field: field, into: &keys)
+            try question.check(answer, into: &keys)
             if ordered.count > 0 { canonical.append(",") }
             ordered.append((question.id, answer))
-            canonical.append("\"\(question.id)\":")
+            canonical.append("\"")
+            canonical.append(question.id)
+            canonical.append("\":")
             answer.appendCanonical(to: &canonical)
         }
         canonical.append("}")
@@ -53,11 +54,14 @@ extension Poll {
 }
 
 extension Question {
-    fileprivate func check(_ answer: Answer, field: String, into keys: inout [TallyKey]) throws(ValidationError) {
+    /// The field an error about this question's answer names (made only for an error).
+    private var field: String { "answers.\(self.id)" }
+
+    fileprivate func check(_ answer: Answer, into keys: inout [TallyKey]) throws(ValidationError) {
         switch (self.kind, answer) {
         case (.single, .options(let picked)):
             guard picked.count == 1 else { throw ValidationError(field: field, "must pick exactly one option") }
-            try self.checkKnown(picked, field: field)
+            try self.checkKnown(picked)
             keys.append(TallyKey(question: self.id, key: picked[0]))
         case (.multiple, .options(let picked)):
             let low = self.effectiveMinSelections
@@ -65,11 +69,11 @@ extension Question {
             guard picked.count >= low, picked.count <= high else {
                 throw ValidationError(field: field, "must pick between \(low) and \(high) options")
             }
-            try self.checkKnown(picked, field: field)
+            try self.checkKnown(picked)
             for option in picked { keys.append(TallyKey(question: self.id, key: option)) }
         case (.ranking, .options(let order)):
             guard !order.isEmpty else { throw ValidationError(field: field, "must rank at least one option") }
-            try self.checkKnown(order, field: field)
+            try self.checkKnown(order)
             keys.append(TallyKey(question: self.id, key: order.joined(separator: ">")))
         case (.rating, .number(let value)), (.nps, .number(let value)):
             let scale = self.effectiveScale
@@ -92,7 +96,7 @@ extension Question {
         keys.append(.responses(self.id))
     }
 
-    private func checkKnown(_ picked: [String], field: String) throws(ValidationError) {
+    private func checkKnown(_ picked: [String]) throws(ValidationError) {
         for (index, option) in picked.enumerated() {
             guard self.options.contains(where: { $0.id == option }) else {
                 throw ValidationError(field: "\(field)[\(index)]", "'\(option)' is not an option of this question")
@@ -111,7 +115,10 @@ extension Answer {
             output.append("[")
             for (index, option) in options.enumerated() {
                 if index > 0 { output.append(",") }
-                output.append("\"\(option)\"")  // ids are checked: no escaping needed
+                // Ids are checked: no escaping needed.
+                output.append("\"")
+                output.append(option)
+                output.append("\"")
             }
             output.append("]")
         case .number(let number):
