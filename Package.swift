@@ -15,6 +15,8 @@ let package = Package(
         .executable(name: "pollwire-bench", targets: ["PollwireBench"]),
         .library(name: "PollwireCore", targets: ["PollwireCore"]),
         .library(name: "PollwireEngine", targets: ["PollwireEngine"]),
+        .library(name: "PollwireSQLite", targets: ["PollwireSQLite"]),
+        .library(name: "PollwireHTTP", targets: ["PollwireHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),

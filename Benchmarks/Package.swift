@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .executableTarget(
@@ -35,6 +36,22 @@ let package = Package(
             path: "Benchmarks/HotPath",
             swiftSettings: [.enableUpcomingFeature("ExistentialAny")],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        // Whole HTTP requests against a real server in the same process.
+        .executableTarget(
+            name: "Requests",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "PollwireCore", package: pollwire),
+                .product(name: "PollwireEngine", package: pollwire),
+                .product(name: "PollwireHTTP", package: pollwire),
+                .product(name: "PollwireSQLite", package: pollwire),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/Requests",
+            swiftSettings: [.enableUpcomingFeature("ExistentialAny")],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )
