@@ -94,7 +94,7 @@ final class ThrowawayPostgres: Sendable {
 /// HAProxy in the foreground with the repository's deploy/haproxy.cfg, its `server` lines
 /// replaced by the given nodes and its port by a free one.
 final class HAProxy: @unchecked Sendable {
-    let process: Child
+    let process: Process
     let port: Int
 
     static var repositoryConfig: URL {
@@ -117,7 +117,12 @@ final class HAProxy: @unchecked Sendable {
         let config = directory.appendingPathComponent("haproxy.cfg")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try lines.joined(separator: "\n").write(to: config, atomically: true, encoding: .utf8)
-        let process = try Child.spawn("/usr/sbin/haproxy", ["-db", "-f", config.path])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/haproxy")
+        process.arguments = ["-db", "-f", config.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
         let proxy = HAProxy(process: process, port: port)
         // Ready when it forwards /readyz to a node that answers.
         let deadline = ContinuousClock.now + .seconds(10)
@@ -129,7 +134,7 @@ final class HAProxy: @unchecked Sendable {
         throw ServerProcessError(message: "haproxy did not forward /readyz")
     }
 
-    private init(process: Child, port: Int) {
+    private init(process: Process, port: Int) {
         self.process = process
         self.port = port
     }
@@ -149,32 +154,36 @@ final class HAProxy: @unchecked Sendable {
 /// A live viewer of one poll on one node: `curl -N` on its SSE stream, every event's version
 /// and when it arrived.
 final class SSEViewer: @unchecked Sendable {
-    private(set) var process: Child?
+    let process: Process
     private let state = Mutex<(buffer: String, versions: [Int64: ContinuousClock.Instant], last: String)>(("", [:], ""))
 
     init(port: Int, pollID: String, lastEventID: String? = nil) throws {
-        let arguments =
+        self.process = Process()
+        self.process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        self.process.arguments =
             ["-sN", "--max-time", "120", "http://127.0.0.1:\(port)/v1/polls/\(pollID)/live"]
             + (lastEventID.map { ["-H", "Last-Event-ID: \($0)"] } ?? [])
-        self.process = try Child.spawn(
-            "/usr/bin/curl", arguments,
-            output: .stream { [weak self] data in
-                let chunk = String(decoding: data, as: UTF8.self)
-                let now = ContinuousClock.now
-                self?.state.withLock { state in
-                    state.buffer += chunk
-                    while let end = state.buffer.range(of: "\n\n") {
-                        let event = state.buffer[..<end.lowerBound]
-                        state.buffer.removeSubrange(..<end.upperBound)
-                        var version: Int64?
-                        for line in event.split(separator: "\n") {
-                            if line.hasPrefix("id: ") { version = Int64(line.dropFirst(4)) }
-                            if line.hasPrefix("data: ") { state.last = String(line.dropFirst(6)) }
-                        }
-                        if let version, state.versions[version] == nil { state.versions[version] = now }
+        let pipe = Pipe()
+        self.process.standardOutput = pipe
+        self.process.standardError = FileHandle.nullDevice
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let chunk = String(decoding: handle.availableData, as: UTF8.self)
+            let now = ContinuousClock.now
+            self?.state.withLock { state in
+                state.buffer += chunk
+                while let end = state.buffer.range(of: "\n\n") {
+                    let event = state.buffer[..<end.lowerBound]
+                    state.buffer.removeSubrange(..<end.upperBound)
+                    var version: Int64?
+                    for line in event.split(separator: "\n") {
+                        if line.hasPrefix("id: ") { version = Int64(line.dropFirst(4)) }
+                        if line.hasPrefix("data: ") { state.last = String(line.dropFirst(6)) }
                     }
+                    if let version, state.versions[version] == nil { state.versions[version] = now }
                 }
-            })
+            }
+        }
+        try self.process.run()
     }
 
     /// The newest results this viewer got.
@@ -213,8 +222,8 @@ final class SSEViewer: @unchecked Sendable {
     /// Ends curl with SIGKILL: it may have inherited an ignored SIGTERM from the test process
     /// (it then ran on until its --max-time, 120 s).
     func stop() {
-        self.process?.signal(SIGKILL)
-        self.process?.waitUntilExit()
+        kill(self.process.processIdentifier, SIGKILL)
+        self.process.waitUntilExit()
     }
 }
 

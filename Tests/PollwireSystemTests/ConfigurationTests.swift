@@ -84,11 +84,18 @@ import Testing
 func runPollwire(
     _ arguments: [String], environment: [String: String], errorsToo: Bool = true
 ) throws -> (Int32, String) {
-    let child = try Child.spawn(
-        ServerProcess.binary.path, arguments,
-        environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, output: .collect,
-        errorsToo: errorsToo)
-    let data = child.readToEnd(timeout: 30)
-    if child.waitUntilExit(timeout: 30) == nil { child.terminate() }
-    return (child.waitUntilExit(), String(decoding: data, as: UTF8.self))
+    let process = Process()
+    process.executableURL = ServerProcess.binary
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = errorsToo ? pipe : FileHandle.nullDevice
+    try process.run()
+    let watchdog = DispatchWorkItem { process.terminate() }
+    DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    watchdog.cancel()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }

@@ -176,10 +176,19 @@ struct CommandResult {
 
 /// Runs a program to completion (at most 20 s) and returns its status and standard output.
 func run(_ path: String, _ arguments: [String]) throws -> CommandResult {
-    let child = try Child.spawn(path, arguments, output: .collect)
-    let data = child.readToEnd(timeout: 20)
-    if child.waitUntilExit(timeout: 20) == nil { child.terminate() }
-    return CommandResult(status: child.waitUntilExit(), output: String(decoding: data, as: UTF8.self))
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + 20, execute: killer)
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    killer.cancel()
+    return CommandResult(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
 }
 
 /// The HTTP version curl used for a request ("1.1", "2"), or what it printed on failure.
@@ -240,9 +249,9 @@ func fetch(_ port: Int, _ path: String) throws -> Fetched {
 /// does running without a master process; `user root` lets the workers use the cache directory
 /// the tests made (ignored when not run as root).
 final class Nginx: @unchecked Sendable {
-    let process: Child
+    let process: Process
 
-    private init(process: Child) { self.process = process }
+    private init(process: Process) { self.process = process }
 
     static func start(directory: URL, port: Int, upstream: Int) throws -> Nginx {
         let root = directory.appendingPathComponent("nginx")
@@ -287,7 +296,12 @@ final class Nginx: @unchecked Sendable {
             """
         let file = root.appendingPathComponent("nginx.conf")
         try Data(config.utf8).write(to: file)
-        let process = try Child.spawn("/usr/sbin/nginx", ["-p", root.path, "-c", file.path])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        process.arguments = ["-p", root.path, "-c", file.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
         let nginx = Nginx(process: process)
         for _ in 0..<100 {
             if (try? run("/usr/bin/curl", ["-s", "-o", "/dev/null", "http://127.0.0.1:\(port)/"]))?.status == 0 {

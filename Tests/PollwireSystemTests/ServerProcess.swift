@@ -6,7 +6,7 @@ import Testing
 
 /// The built `pollwire` binary, run as a real process on 127.0.0.1 with port 0.
 final class ServerProcess: @unchecked Sendable {
-    let process: Child
+    let process: Process
     let port: Int
     let output: OutputCollector
 
@@ -30,16 +30,22 @@ final class ServerProcess: @unchecked Sendable {
     ) async throws
         -> ServerProcess
     {
+        let process = Process()
+        process.executableURL = Self.binary
         var environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         environment["POLLWIRE_LOG_LEVEL"] = environment["POLLWIRE_LOG_LEVEL"] ?? "warning"
-        let collector = OutputCollector()
-        let process = try Child.spawn(
-            Self.binary.path,
+        process.environment = environment
+        process.arguments =
             [command, "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
-                + (arguments.contains("--http-port") ? [] : ["--http-port", "0"])
-                // Every client here is 127.0.0.1: the per-address limit is tested in PollwireHTTPTests.
-                + ["--ratelimit-allow-list", "127.0.0.1"],
-            environment: environment, output: .stream { collector.append($0) }, errorsToo: true)
+            + (arguments.contains("--http-port") ? [] : ["--http-port", "0"])
+            // Every client here is 127.0.0.1: the per-address limit is tested in PollwireHTTPTests.
+            + ["--ratelimit-allow-list", "127.0.0.1"]
+        let collector = OutputCollector()
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { handle in collector.append(handle.availableData) }
+        try process.run()
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             if let port = collector.port { return ServerProcess(process: process, port: port, output: collector) }
@@ -50,19 +56,19 @@ final class ServerProcess: @unchecked Sendable {
         throw ServerProcessError(message: "pollwire did not start: \(collector.text)")
     }
 
-    init(process: Child, port: Int, output: OutputCollector) {
+    init(process: Process, port: Int, output: OutputCollector) {
         self.process = process
         self.port = port
         self.output = output
     }
 
     func kill() {
-        Foundation.kill(self.process.pid, SIGKILL)
+        Foundation.kill(self.process.processIdentifier, SIGKILL)
         self.process.waitUntilExit()
     }
 
     func terminate() {
-        Foundation.kill(self.process.pid, SIGTERM)
+        Foundation.kill(self.process.processIdentifier, SIGTERM)
     }
 
     /// Waits for the process to exit (at most `timeout`) and returns its exit status.
