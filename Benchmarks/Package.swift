@@ -13,6 +13,10 @@ import PackageDescription
 let pollwire = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .lastPathComponent.lowercased()
 
+// Every benchmark target: the same language settings and the benchmark plugin.
+let swiftSettings: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+let plugins: [Target.PluginUsage] = [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+
 let package = Package(
     name: "pollwire-benchmarks",
     platforms: [.macOS(.v15)],
@@ -34,8 +38,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "Benchmarks/HotPath",
-            swiftSettings: [.enableUpcomingFeature("ExistentialAny")],
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+            swiftSettings: swiftSettings,
+            plugins: plugins
         ),
         // Whole HTTP requests against a real server in the same process.
         .executableTarget(
@@ -50,8 +54,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/Requests",
-            swiftSettings: [.enableUpcomingFeature("ExistentialAny")],
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+            swiftSettings: swiftSettings,
+            plugins: plugins
         ),
     ]
 )

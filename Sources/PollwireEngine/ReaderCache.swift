@@ -30,13 +30,15 @@ final class ReaderCache {
 
     private(set) var book: UInt64 = 0
     private(set) var generation: UInt64 = 0
+    private(set) var definitions: UInt64 = 0
     var polls: [String: Poll] = [:]
     var snapshots: [Key: Snapshot] = [:]
     var derived: [Key: (etag: String, bytes: ByteBuffer)] = [:]
 
-    /// This thread's cache for `book` at `generation`: emptied when either differs from what
-    /// it holds (or it grew past `capacity`).
-    static func current(book: UInt64, generation: UInt64) -> ReaderCache {
+    /// This thread's cache for `book` at `generation`: emptied when the book differs (or it grew
+    /// past `capacity`); its snapshots and derived forms when `generation` moved, its definitions
+    /// only when `definitions` moved (commits move the first, not the second).
+    static func current(book: UInt64, generation: UInt64, definitions: UInt64) -> ReaderCache {
         let cache: ReaderCache
         if let raw = pthread_getspecific(Self.key) {
             cache = Unmanaged<ReaderCache>.fromOpaque(raw).takeUnretainedValue()
@@ -44,12 +46,16 @@ final class ReaderCache {
             cache = ReaderCache()
             pthread_setspecific(Self.key, Unmanaged.passRetained(cache).toOpaque())
         }
-        if cache.book != book || cache.generation != generation
+        if cache.book != book || cache.definitions != definitions
             || cache.polls.count + cache.snapshots.count + cache.derived.count > Self.capacity
         {
             cache.book = book
-            cache.generation = generation
+            cache.definitions = definitions
             cache.polls.removeAll(keepingCapacity: true)
+            cache.generation = 0
+        }
+        if cache.generation != generation {
+            cache.generation = generation
             cache.snapshots.removeAll(keepingCapacity: true)
             cache.derived.removeAll(keepingCapacity: true)
         }

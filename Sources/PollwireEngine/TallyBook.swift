@@ -33,8 +33,11 @@ public final class TallyBook: Sendable {
     static let maxPending = 256
 
     private let entries = Mutex<[String: Entry]>([:])
-    /// Moves on every change to what a reader may see; readers' caches hold while it stands.
+    /// Moves on every change to what a reader may see; readers' snapshots hold while it stands.
     private let generation = Atomic<UInt64>(1)
+    /// Moves only when a definition changes (not on commits): readers' definitions hold while it
+    /// stands, so a vote's poll lookup takes no lock under a stream of commits.
+    private let definitions = Atomic<UInt64>(1)
     /// Tells this book's entries in a thread's cache from another book's.
     private let bookID = TallyBook.nextBookID.add(1, ordering: .relaxed).newValue
     private static let nextBookID = Atomic<UInt64>(0)
@@ -51,14 +54,18 @@ public final class TallyBook: Sendable {
         self.now = now
     }
 
-    /// Called with the lock held, after a change: every reader's cache is out of date.
-    private func moved() {
+    /// Called with the lock held, after a change: every reader's snapshots are out of date, and
+    /// their definitions too when `definitions` changed.
+    private func moved(definitions: Bool) {
+        if definitions { self.definitions.add(1, ordering: .releasing) }
         self.generation.add(1, ordering: .releasing)
     }
 
     /// This thread's cache, valid for the book as it is now.
     private func readerCache() -> ReaderCache {
-        ReaderCache.current(book: self.bookID, generation: self.generation.load(ordering: .acquiring))
+        ReaderCache.current(
+            book: self.bookID, generation: self.generation.load(ordering: .acquiring),
+            definitions: self.definitions.load(ordering: .acquiring))
     }
 
     // MARK: Loading
@@ -73,7 +80,7 @@ public final class TallyBook: Sendable {
         }
         self.entries.withLock {
             $0 = fresh
-            self.moved()
+            self.moved(definitions: true)
         }
         let schedule = PhaseSchedule(polls.lazy.map(\.poll), after: self.now())
         self.schedule.withLock { $0 = schedule }
@@ -122,7 +129,7 @@ public final class TallyBook: Sendable {
             } else {
                 entries[poll.id] = Entry(poll: poll, version: 0, tally: Tally(), latestText: [:])
             }
-            self.moved()
+            self.moved(definitions: true)
         }
     }
 
@@ -130,7 +137,7 @@ public final class TallyBook: Sendable {
     public func remove(_ id: String) {
         self.entries.withLock {
             $0.removeValue(forKey: id)
-            self.moved()
+            self.moved(definitions: true)
         }
         self.schedule.withLock { $0.remove(id) }
     }
@@ -164,7 +171,7 @@ public final class TallyBook: Sendable {
                     Self.hold(change, in: &entries.values[index])
                 }
             }
-            if !changes.isEmpty { self.moved() }
+            if !changes.isEmpty { self.moved(definitions: false) }
         }
     }
 
@@ -219,7 +226,7 @@ public final class TallyBook: Sendable {
             entry.hidden = nil
             Self.drainPending(&entry, latestTextLimit: limit)
             entries[stored.poll.id] = entry
-            self.moved()
+            self.moved(definitions: true)
             return true
         }
         if changed {
@@ -245,7 +252,7 @@ public final class TallyBook: Sendable {
                 entries[id]!.full = nil
                 entries[id]!.hidden = nil
             }
-            self.moved()
+            self.moved(definitions: false)
         }
         return true
     }
