@@ -9,6 +9,12 @@ public import ServiceLifecycle
 public protocol ChangeFeed: Service {
     /// True once the feed listens and the book has caught up with the store since it (re)connected.
     var isSynced: Bool { get }
+
+    /// Looks up in the store a poll the book does not know: another node may have created it a
+    /// moment ago, before its notification arrived here. True when the book holds it now.
+    /// Cheap to refuse: at most a few lookups run at once, and ids no poll can have are not
+    /// looked up.
+    func catchUp(_ pollID: String) async -> Bool
 }
 
 /// Where a change feed delivers: the book, and who must hear that a poll moved.

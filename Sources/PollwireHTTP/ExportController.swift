@@ -9,7 +9,7 @@ import PollwireEngine
 /// (`pageSize` rows per read), never loaded whole into memory.
 struct ExportController {
     let store: any PollStore
-    let book: TallyBook
+    let finder: PollFinder
     static let pageSize = 1000
 
     func addRoutes(to group: RouterGroup<PollwireRequestContext>) {
@@ -18,7 +18,7 @@ struct ExportController {
 
     @Sendable func export(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard let poll = self.book.poll(id) else { throw APIError.notFound("poll") }
+        guard let poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
         let format = request.uri.queryParameters.get("format") ?? "csv"
         guard format == "csv" || format == "ndjson" else {
             throw APIError(.badRequest, .badRequest, "format must be csv or ndjson")

@@ -9,11 +9,19 @@ import PollwireEngine
 /// itself never comes here.
 struct LiveController {
     let book: TallyBook
+    let finder: PollFinder
 
     func addRoutes(to group: RouterGroup<PollwireRequestContext>) {
         group.get("/polls/{id}/live") { request, context -> Response in
             guard self.book.isLoaded else { throw VotesController.notReady }
             let id = try context.parameters.require("id")
+            if self.book.poll(id) == nil, await self.finder.knows(id), request.method == .get {
+                // Another node made the poll a moment ago and this one has just learned of it:
+                // the stream is served on the event loop, so the client asks again.
+                return Response(
+                    status: .temporaryRedirect,
+                    headers: [.location: request.uri.description, .cacheControl: "no-store"])
+            }
             if let poll = self.book.poll(id), poll.status != .draft {
                 try OriginPolicy.check(request.headers[.origin], poll: poll)
                 // HEAD: the stream's head, without the stream.

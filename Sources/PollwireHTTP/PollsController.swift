@@ -8,6 +8,7 @@ import PollwireEngine
 struct PollsController {
     let store: any PollStore
     let book: TallyBook
+    let finder: PollFinder
     let hub: Hub
     let purger: CachePurger?
     let settings: PollwireSettings
@@ -75,7 +76,8 @@ struct PollsController {
     @Sendable func show(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         try self.requireLoaded()
         let id = try context.parameters.require("id")
-        guard let poll = self.book.poll(id), poll.status != .draft || request.headers[.authorization] != nil else {
+        guard let poll = await self.finder.poll(id), poll.status != .draft || request.headers[.authorization] != nil
+        else {
             throw APIError.notFound("poll")
         }
         try OriginPolicy.check(request.headers[.origin], poll: poll)
@@ -89,7 +91,7 @@ struct PollsController {
         try self.requireLoaded()
         let id = try context.parameters.require("id")
         let body = try await request.decodeJSON(UpdatePollRequest.self, limit: self.settings.maxBodyBytes)
-        guard var poll = self.book.poll(id) else { throw APIError.notFound("poll") }
+        guard var poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
         if let title = body.title { poll.title = title }
         if let settings = body.settings { poll.settings = settings }
         poll.opensAt = body.opensAt.applied(to: poll.opensAt)
@@ -119,7 +121,7 @@ struct PollsController {
     func transition(_ context: PollwireRequestContext, _ change: (inout Poll) -> Void) async throws -> Response {
         try self.requireLoaded()
         let id = try context.parameters.require("id")
-        guard var poll = self.book.poll(id) else { throw APIError.notFound("poll") }
+        guard var poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
         change(&poll)
         poll.updatedAt = self.now()
         return try await self.save(poll)

@@ -91,20 +91,22 @@ public enum PollwireApplication {
         router.add(middleware: ErrorMiddleware())
         OperationsController(book: book, ingestor: ingestor, feed: feed, registry: registry).addRoutes(to: router)
 
+        let finder = PollFinder(book: book, feed: feed)
         let polls = PollsController(
-            store: pollStore, book: book, hub: hub, purger: purger, settings: settings, now: now)
+            store: pollStore, book: book, finder: finder, hub: hub, purger: purger, settings: settings, now: now)
         let live = LiveDependencies(
             hub: hub, book: book, signer: signer, deliveries: LoopDeliveries(),
             webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
             eventsMetrics: LiveMetrics(transport: "sse", factory: factory),
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil))
         let limits = EdgeLimits(settings: settings.rateLimits, factory: factory)
-        let votes = VotesController(intake: intake, ingestor: ingestor, book: book, settings: settings, limits: limits)
-        let results = ResultsController(book: book, signer: signer, settings: settings, now: now)
-        let export = ExportController(store: pollStore, book: book)
+        let votes = VotesController(
+            intake: intake, ingestor: ingestor, book: book, finder: finder, settings: settings, limits: limits)
+        let results = ResultsController(book: book, finder: finder, signer: signer, settings: settings, now: now)
+        let export = ExportController(store: pollStore, finder: finder)
 
         if let directory = settings.webDirectory,
-            let web = WebController(directory: directory, book: book, logger: logger)
+            let web = WebController(directory: directory, finder: finder, logger: logger)
         {
             web.addRoutes(to: router)
         }
@@ -113,7 +115,7 @@ public enum PollwireApplication {
         votes.addPublicRoutes(to: api)
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
-        LiveController(book: book).addRoutes(to: api)
+        LiveController(book: book, finder: finder).addRoutes(to: api)
         let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore, limits: limits))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)

@@ -9,14 +9,19 @@ import PollwireEngine
 /// version and shared by every response (no copy, no encode per request).
 struct ResultsController {
     let book: TallyBook
+    let finder: PollFinder
     let signer: Signer
     let settings: PollwireSettings
     let now: @Sendable () -> Date
     /// The server's default `Cache-Control`, formatted once (most polls use it).
     let defaultCacheControl: String
 
-    init(book: TallyBook, signer: Signer, settings: PollwireSettings, now: @escaping @Sendable () -> Date) {
+    init(
+        book: TallyBook, finder: PollFinder, signer: Signer, settings: PollwireSettings,
+        now: @escaping @Sendable () -> Date
+    ) {
         self.book = book
+        self.finder = finder
         self.signer = signer
         self.settings = settings
         self.now = now
@@ -37,7 +42,8 @@ struct ResultsController {
         guard self.book.isLoaded else { throw VotesController.notReady }
         let id = try context.parameters.require("id")
         let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
-        guard
+        // A poll this node has not heard of yet is looked up once (another node may have just made it).
+        guard await self.finder.knows(id),
             let answer = try self.single(
                 pollID: id, origin: request.headers[.origin], receipt: receipt,
                 ifNoneMatch: request.headers[.ifNoneMatch])
@@ -89,6 +95,7 @@ struct ResultsController {
         let origin = request.headers[.origin]
         let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
         for id in ids {
+            if self.book.poll(id) == nil { _ = await self.finder.knows(id) }
             if let (snapshot, poll, isPrivate) = try self.snapshot(of: id, origin: origin, receipt: receipt) {
                 snapshots.append(snapshot)
                 privately = privately || isPrivate

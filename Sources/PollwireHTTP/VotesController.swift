@@ -10,6 +10,7 @@ struct VotesController {
     let intake: VoteIntake
     let ingestor: VoteIngestor
     let book: TallyBook
+    let finder: PollFinder
     let settings: PollwireSettings
     let limits: EdgeLimits
 
@@ -27,7 +28,7 @@ struct VotesController {
     @Sendable func vote(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         guard self.book.isLoaded else { throw Self.notReady }
         let id = try context.parameters.require("id")
-        let poll = self.book.poll(id)
+        let poll = await self.finder.poll(id)
         if let origin = request.headers[.origin], let poll { try OriginPolicy.check(origin, poll: poll) }
         // The address limit comes before reading the body: a flood is refused cheaply.
         try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
@@ -70,7 +71,7 @@ struct VotesController {
         var last: (id: String, poll: Poll?)?
         for (index, ballot) in body.ballots.enumerated() {
             do {
-                if last?.id != ballot.poll { last = (ballot.poll, self.book.poll(ballot.poll)) }
+                if last?.id != ballot.poll { last = (ballot.poll, await self.finder.poll(ballot.poll)) }
                 let checked = try self.intake.command(
                     pollID: ballot.poll, poll: last?.poll, voter: ballot.voter, device: ballot.device,
                     idempotencyKey: ballot.idempotencyKey, answers: ballot.answers, at: now)

@@ -22,7 +22,7 @@ struct WebController {
     }
 
     let files: [String: File]
-    let book: TallyBook
+    let finder: PollFinder
 
     /// What a page may load: only this server's scripts, styles and connections.
     static let pagePolicy =
@@ -30,7 +30,7 @@ struct WebController {
         + "base-uri 'none'; form-action 'self'"
 
     /// Reads the files under `directory`; nil (with a warning) when it holds no web face.
-    init?(directory: String, book: TallyBook, logger: Logger) {
+    init?(directory: String, finder: PollFinder, logger: Logger) {
         let root = URL(fileURLWithPath: directory)
         var files: [String: File] = [:]
         let wanted = [
@@ -50,19 +50,19 @@ struct WebController {
             files[name] = File(body: ByteBuffer(data: data), contentType: type, etag: "\"\(digest)\"")
         }
         self.files = files
-        self.book = book
+        self.finder = finder
     }
 
     func addRoutes(to router: Router<PollwireRequestContext>) {
         router.get("/embed/{id}") { request, context in
             let id = try context.parameters.require("id")
             if id == "pollwire.js" { return self.asset("embed/pollwire.js", request: request) }
-            guard let poll = self.book.poll(id) else { throw APIError.notFound("poll") }
+            guard let poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
             return self.page("embed.html", frameAncestors: Self.frameAncestors(poll))
         }
         router.get("/p/{id}") { _, context in
             let id = try context.parameters.require("id")
-            guard self.book.poll(id) != nil else { throw APIError.notFound("poll") }
+            guard await self.finder.knows(id) else { throw APIError.notFound("poll") }
             return self.page("p.html", frameAncestors: "'none'")
         }
         router.get("/admin") { _, _ in self.page("admin.html", frameAncestors: "'none'") }

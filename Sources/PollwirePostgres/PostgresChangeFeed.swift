@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import PollwireCore
 public import PollwireEngine
 import PostgresNIO
 import ServiceLifecycle
@@ -19,6 +20,9 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
     private let logger: Logger
     private let synced = Atomic<Bool>(false)
     private let gapTimeout: Duration
+    /// Store lookups of unknown polls running now (`catchUp`), at most `maxCatchUps`.
+    private let catchUps = Atomic<Int>(0)
+    static let maxCatchUps = 4
 
     public init(
         database: PostgresDatabase, sink: ChangeSink, gapTimeout: Duration = .milliseconds(500),
@@ -99,12 +103,25 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
         }
     }
 
+    public func catchUp(_ pollID: String) async -> Bool {
+        // An unsynced feed's store is out of reach; an id no poll can have is not worth the trip.
+        guard self.isSynced, Identifier.isValid(pollID) else { return false }
+        guard self.catchUps.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue <= Self.maxCatchUps else {
+            self.catchUps.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+            return false
+        }
+        defer { self.catchUps.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
+        await self.reload(pollID, forget: false)
+        return self.sink.book.poll(pollID) != nil
+    }
+
     /// Reloads one poll from the store: definition, version, counters.
-    private func reload(_ pollID: String) async {
+    /// `forget`: a poll the store does not hold is removed from the book.
+    private func reload(_ pollID: String, forget: Bool = true) async {
         do {
             if let stored = try await self.store.loadPoll(pollID, latestTextLimit: self.sink.book.latestTextLimit) {
                 self.sink.resync(stored)
-            } else {
+            } else if forget {
                 self.sink.removed(pollID)
             }
         } catch {

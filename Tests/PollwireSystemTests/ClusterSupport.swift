@@ -261,8 +261,9 @@ struct TestCluster {
             .post, "/v1/polls", definition, headers: [.authorization: "Bearer \(self.key)"])
         #expect(created.status == .created, "\(created.text)")
         let id = try #require(try created.object()["id"] as? String)
-        // Every node learns of a new poll from the change feed: a viewer that comes to a node
-        // before then gets 404. Wait until each node knows it (at most 5 s).
+        // Every node learns of a new poll from the change feed, or looks it up in PostgreSQL when
+        // a request names it first. A live stream (on the event loop) is only served by a node
+        // that knows the poll: make each one know it (at most 5 s).
         for node in self.nodes {
             let reader = node.client()
             defer { Task { try? await reader.shutdown() } }

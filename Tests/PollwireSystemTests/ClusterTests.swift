@@ -88,7 +88,36 @@ import Testing
         )
         #expect(latencies[98] < .seconds(1), "a vote took \(latencies[98]) to reach another node's viewer")
         try await self.stateChangesReachEveryNode(cluster)
+        try await self.aPollMadeOnOneNodeIsFoundOnTheOthersAtOnce(cluster)
         await cluster.stop()
+    }
+
+    /// A client that creates a poll through one node and at once votes through the next and reads
+    /// through the third (round robin does that) finds the poll, though its notification has not
+    /// reached them yet: a node looks a poll it does not know up in PostgreSQL.
+    func aPollMadeOnOneNodeIsFoundOnTheOthersAtOnce(_ cluster: TestCluster) async throws {
+        let clients = cluster.nodes.map { $0.client() }
+        for round in 0..<20 {
+            let maker = clients[round % 3]
+            let voter = clients[(round + 1) % 3]
+            let reader = clients[(round + 2) % 3]
+            let created = try await maker.json(
+                .post, "/v1/polls", Self.poll, headers: [.authorization: "Bearer \(cluster.key)"])
+            let id = try #require(try created.object()["id"] as? String)
+            let vote = try await voter.json(.post, "/v1/polls/\(id)/votes", Self.ballot(round))
+            #expect(vote.status == .created, "round \(round): \(vote.text)")
+            let results = try await reader.json(.get, "/v1/polls/\(id)/results")
+            #expect(results.status == .ok, "round \(round): \(results.text)")
+            // The vote may not have reached the reader yet; the poll has.
+            #expect((try results.object()["total"] as? Int ?? 99) <= 1)
+            let definition = try await reader.json(.get, "/v1/polls/\(id)")
+            #expect(definition.status == .ok, "round \(round): \(definition.text)")
+        }
+        #expect(
+            try await clients[0].json(.get, "/v1/polls/\(String(repeating: "Z", count: 16))/results").status
+                == .notFound,
+            "an unknown poll is still unknown")
+        for client in clients { try await client.shutdown() }
     }
 
     /// An `after_close` poll that closes by itself shows its results to viewers on every node
