@@ -162,4 +162,71 @@ import Testing
                     #"pollwire_http_requests_total{route="/v1/polls/{id}/results",method="HEAD",status="200"} 1"#))
         }
     }
+
+    /// Votes answered on the event loop (a `Content-Length` body) and by the router (a chunked
+    /// body goes there): the same status, headers (framing aside) and body, refusals included,
+    /// and both counted under the vote route.
+    @Test func votesOnTheFastPathAnswerAsTheRouterDoes() async throws {
+        try await TestServer.run { server in
+            let port = try #require(server.client.port)
+            let poll = try await server.createPoll()
+            func post(_ body: String, _ headers: String, chunked: Bool) -> String {
+                let head =
+                    "POST /v1/polls/\(poll)/votes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\(headers)"
+                guard chunked else { return head + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" }
+                return head + "Transfer-Encoding: chunked\r\n\r\n" + String(body.utf8.count, radix: 16)
+                    + "\r\n\(body)\r\n0\r\n\r\n"
+            }
+            // (body with {voter} for each path's own voter, headers, expected status)
+            let variants: [(String, String, Int)] = [
+                (#"{"voter": "{voter}", "answers": {"q1": ["a"]}}"#, "", 201),
+                (#"{"voter": "{voter}", "answers": {"q1": ["a"]}}"#, "", 200),
+                (#"{"voter": "{voter}2", "answers": {"q1": ["b"]}}"#, "Origin: https://a.example\r\n", 201),
+                (#"{"voter": "{voter}3", "answers": {"q1": ["b"]}}"#, "Idempotency-Key: k-{voter}\r\n", 201),
+                (#"{"voter": "{voter}3", "answers": {"q1": ["b"]}}"#, "Idempotency-Key: k-{voter}\r\n", 201),
+                (#"{"voter": "{voter}4", "answers": {"q1": ["zz"]}}"#, "", 422),
+                (#"{"voter": "{voter}4", "answers": {"q9": ["a"]}}"#, "", 422),
+                (#"{"voter": "{voter}4"}"#, "", 422),
+                (#"{"voter": "{voter}4", "answers": "#, "", 400),
+                (#"{"answers": {"q1": ["a"]}}"#, "", 422),
+                (#"{"voter": "{voter}5", "answers": {"q1": ["a"]}}"#, "Idempotency-Key: \r\n", 400),
+            ]
+            func comparable(_ body: [UInt8]) -> String {
+                String(decoding: body, as: UTF8.self).replacingOccurrences(
+                    of: #""version":[0-9]+"#, with: #""version":N"#, options: .regularExpression)
+            }
+            var created = 0
+            for (body, headers, status) in variants {
+                let fast = try await Self.pipeline(
+                    port: port,
+                    [
+                        post(
+                            body.replacingOccurrences(of: "{voter}", with: "f"),
+                            headers.replacingOccurrences(of: "{voter}", with: "f"), chunked: false)
+                    ])[0]
+                let routed = try await Self.pipeline(
+                    port: port,
+                    [
+                        post(
+                            body.replacingOccurrences(of: "{voter}", with: "r"),
+                            headers.replacingOccurrences(of: "{voter}", with: "r"), chunked: true)
+                    ])[0]
+                #expect(fast.status == status, "\(body) \(headers): \(String(decoding: fast.body, as: UTF8.self))")
+                #expect(fast.status == routed.status, "\(body) \(headers)")
+                #expect(fast.comparable == routed.comparable, "\(body) \(headers)")
+                #expect(comparable(fast.body) == comparable(routed.body), "\(body) \(headers)")
+                #expect(fast.header("Date") != nil)
+                if status == 201 { created += 2 }
+            }
+            let results = try await server.request(.get, "/v1/polls/\(poll)/results").text
+            // Three ballots per path: a duplicate and a replay store nothing.
+            #expect(results.contains(#""total":6"#), "\(results)")
+            let metrics = try await server.request(.get, "/metrics").text
+            #expect(
+                metrics.contains(
+                    #"pollwire_http_requests_total{route="/v1/polls/{id}/votes",method="POST",status="201"} \#(created)"#
+                ),
+                "\(metrics.split(separator: "\n").filter { $0.contains("votes") })")
+        }
+    }
 }
