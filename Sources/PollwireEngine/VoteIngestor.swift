@@ -53,8 +53,7 @@ public final class VoteIngestor: Service, Sendable {
 
     struct Submission {
         var votes: [VoteCommand]
-        /// Called once with the outcomes (or the failure), on the writer's task.
-        var answer: @Sendable (Result<[VoteOutcome], IngestError>) -> Void
+        var continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>
         /// When it must be answered: queued at + `commitDeadline` (nil without a deadline).
         var answerBy: ContinuousClock.Instant?
     }
@@ -114,45 +113,37 @@ public final class VoteIngestor: Service, Sendable {
     /// Cost: one lock, one continuation; no per-vote allocation beyond the command itself.
     public func submit(_ votes: [VoteCommand]) async throws(IngestError) -> [VoteOutcome] {
         if votes.isEmpty { return [] }
+        let capacity = self.configuration.queueCapacity
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>) in
-            self.submit(votes) { continuation.resume(returning: $0) }
+            let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
+                guard state.accepting else {
+                    return .failure(IngestError(.shuttingDown, "the server is shutting down"))
+                }
+                if let openUntil = state.openUntil, ContinuousClock.now < openUntil {
+                    return .failure(IngestError(.storeUnavailable, "the store is unavailable"))
+                }
+                // An empty queue takes any one submission, so an oversized batch is not starved.
+                guard state.queued == 0 || state.queued + votes.count <= capacity else {
+                    return .failure(IngestError(.overloaded, "the vote queue is full"))
+                }
+                state.queue.append(
+                    Submission(
+                        votes: votes, continuation: continuation,
+                        answerBy: self.configuration.commitDeadline.map { ContinuousClock.now.advanced(by: $0) }))
+                state.queued += votes.count
+                let writer = state.writer
+                state.writer = nil
+                return .success(writer)
+            }
+            switch outcome {
+            case .success(let writer):
+                writer?.resume()
+            case .failure(let error):
+                continuation.resume(returning: .failure(error))
+            }
         }
         return try result.get()
-    }
-
-    /// The same without a task: `answer` is called once, with the outcomes after the commit (on
-    /// the writer's task) or at once with the refusal. What the event-loop fast path submits with.
-    public func submit(_ votes: [VoteCommand], answer: @escaping @Sendable (Result<[VoteOutcome], IngestError>) -> Void)
-    {
-        if votes.isEmpty { return answer(.success([])) }
-        let capacity = self.configuration.queueCapacity
-        let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
-            guard state.accepting else {
-                return .failure(IngestError(.shuttingDown, "the server is shutting down"))
-            }
-            if let openUntil = state.openUntil, ContinuousClock.now < openUntil {
-                return .failure(IngestError(.storeUnavailable, "the store is unavailable"))
-            }
-            // An empty queue takes any one submission, so an oversized batch is not starved.
-            guard state.queued == 0 || state.queued + votes.count <= capacity else {
-                return .failure(IngestError(.overloaded, "the vote queue is full"))
-            }
-            state.queue.append(
-                Submission(
-                    votes: votes, answer: answer,
-                    answerBy: self.configuration.commitDeadline.map { ContinuousClock.now.advanced(by: $0) }))
-            state.queued += votes.count
-            let writer = state.writer
-            state.writer = nil
-            return .success(writer)
-        }
-        switch outcome {
-        case .success(let writer):
-            writer?.resume()
-        case .failure(let error):
-            answer(.failure(error))
-        }
     }
 
     /// Whether new votes are taken (false once shutdown began).
@@ -191,7 +182,7 @@ public final class VoteIngestor: Service, Sendable {
             return Array(state.queue)
         }
         for submission in rest {
-            submission.answer(.failure(IngestError(.shuttingDown, "the server stopped")))
+            submission.continuation.resume(returning: .failure(IngestError(.shuttingDown, "the server stopped")))
         }
     }
 
@@ -336,7 +327,8 @@ public final class VoteIngestor: Service, Sendable {
             if !expired.isEmpty {
                 batch.removeAll { $0.answerBy.map { $0 <= now } ?? false }
                 for submission in expired {
-                    submission.answer(.failure(IngestError(.storeUnavailable, "the store did not answer in time")))
+                    submission.continuation.resume(
+                        returning: .failure(IngestError(.storeUnavailable, "the store did not answer in time")))
                 }
                 if batch.isEmpty { return }
             }
@@ -360,7 +352,7 @@ public final class VoteIngestor: Service, Sendable {
                 ? IngestError(.storeUnavailable, "the store did not answer in time")
                 : IngestError(.storageFailure, "the vote could not be stored")
             self.recordFailure()
-            for submission in batch { submission.answer(.failure(failure)) }
+            for submission in batch { submission.continuation.resume(returning: .failure(failure)) }
             return
         }
         self.recordSuccess()
@@ -374,7 +366,7 @@ public final class VoteIngestor: Service, Sendable {
         for submission in batch {
             let outcomes = Array(result.outcomes[offset..<offset + submission.votes.count])
             offset += submission.votes.count
-            submission.answer(.success(outcomes))
+            submission.continuation.resume(returning: .success(outcomes))
         }
         self.metrics.count(result.outcomes)
     }

@@ -25,13 +25,8 @@ struct EdgeLimits: Sendable {
     /// The client's address: the socket peer, or, when the peer is a trusted proxy, the
     /// rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
     func clientAddress(_ request: Request, channel: any Channel) -> String {
-        self.clientAddress(request.headers, channel: channel)
-    }
-
-    /// The same, from a request's header fields.
-    func clientAddress(_ fields: HTTPFields, channel: any Channel) -> String {
         let peer = channel.remoteAddress?.ipAddress ?? "unknown"
-        guard self.settings.trustedProxies.contains(peer), let forwarded = fields[.xForwardedFor] else {
+        guard self.settings.trustedProxies.contains(peer), let forwarded = request.headers[.xForwardedFor] else {
             return peer
         }
         let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }

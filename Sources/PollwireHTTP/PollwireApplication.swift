@@ -128,7 +128,7 @@ public enum PollwireApplication {
         let idleTimeout = TimeAmount.nanoseconds(Int64(settings.idleTimeout / .nanoseconds(1)))
         let fastPath = FastPathHandler.Dependencies(
             book: book, results: results, policy: policy, compressionMinimum: settings.compression.minimumBytes,
-            metrics: routeMetrics, votes: votes)
+            metrics: routeMetrics)
         let protocolErrors = ProtocolErrorResponses(
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil).map { ($0.name.rawName, $0.value) })
         let sslContext = try settings.tls.map { try PollwireServerChannel.sslContext($0, http2: settings.http2) }

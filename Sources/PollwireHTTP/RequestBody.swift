@@ -30,14 +30,6 @@ extension Request {
             _ = error
             throw APIError(.contentTooLarge, .payloadTooLarge, "the request body is larger than \(limit) bytes")
         }
-        return try Self.decodeJSON(type, from: buffer, fast: fast)
-    }
-
-    /// Decodes a whole JSON body already read (the router's path above, and the event-loop fast
-    /// path): `fast` first, then `JSONDecoder`, whose errors name the field.
-    static func decodeJSON<Value: Decodable>(
-        _ type: Value.Type, from buffer: ByteBuffer, fast: ((UnsafeRawBufferPointer) -> Value?)? = nil
-    ) throws(APIError) -> Value {
         if let fast, let value = buffer.withUnsafeReadableBytes(fast) { return value }
         do {
             return try PollwireJSON.shared.decode(Value.self, from: Data(buffer.readableBytesView))
@@ -45,8 +37,6 @@ extension Request {
             throw APIError.decoding(error)
         } catch let error as ValidationError {
             throw APIError.invalid(error)
-        } catch {
-            throw APIError(.badRequest, .invalidJSON, "the body is not valid JSON")
         }
     }
 }

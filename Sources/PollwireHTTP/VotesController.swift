@@ -29,51 +29,27 @@ struct VotesController {
         guard self.book.isLoaded else { throw Self.notReady }
         let id = try context.parameters.require("id")
         let poll = await self.finder.poll(id)
+        if let origin = request.headers[.origin], let poll { try OriginPolicy.check(origin, poll: poll) }
         // The address limit comes before reading the body: a flood is refused cheaply.
-        try self.admit(
-            poll: poll, origin: request.headers[.origin],
-            address: self.limits.clientAddress(request.headers, channel: context.channel))
+        try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
         let body = try await request.decodeJSON(VoteBody.self, limit: self.settings.maxBodyBytes, fast: BallotJSON.vote)
-        let checked = try self.check(
-            pollID: id, poll: poll, body: body, device: request.headers[.pollwireDevice],
-            idempotencyKey: request.headers[.idempotencyKey])
-        let outcome: VoteOutcome
+        let idempotencyKey = request.headers[.idempotencyKey]
+        let checked = try self.intake.command(
+            pollID: id, poll: poll, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
+            idempotencyKey: idempotencyKey, answers: body.answers)
+        if let voter = checked.command.voter {
+            try self.limits.voteByVoter(voter, poll: id, limit: poll?.settings.voterLimit)
+        }
+        let outcomes: [VoteOutcome]
         do {
-            outcome = try await self.ingestor.submit([checked.command])[0]
+            outcomes = try await self.ingestor.submit([checked.command])
         } catch {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
-        let (status, text, headers) = self.answer(outcome, receipt: checked.receipt)
-        return Response.json(status, text, headers: headers)
-    }
-
-    // MARK: One vote, transport-neutral (the router above and `FastPathHandler`)
-
-    /// What a vote must pass before its body is read: the poll's origin rule, the address's limit.
-    func admit(poll: Poll?, origin: String?, address: String) throws(APIError) {
-        if let origin, let poll { try OriginPolicy.check(origin, poll: poll) }
-        try self.limits.voteFromAddress(address)
-    }
-
-    /// A decoded vote up to its command: the ballot against the poll, then the voter's limit.
-    func check(
-        pollID: String, poll: Poll?, body: VoteBody, device: String?, idempotencyKey: String?
-    ) throws(APIError) -> VoteIntake.Checked {
-        let checked = try self.intake.command(
-            pollID: pollID, poll: poll, voter: body.voter, device: body.device ?? device,
-            idempotencyKey: idempotencyKey, answers: body.answers)
-        if let voter = checked.command.voter {
-            try self.limits.voteByVoter(voter, poll: pollID, limit: poll?.settings.voterLimit)
-        }
-        return checked
-    }
-
-    /// The answer to a vote the ingestor decided: status, JSON body, headers.
-    func answer(_ outcome: VoteOutcome, receipt: String?) -> (HTTPResponse.Status, String, HTTPFields) {
-        let (status, text) = self.intake.answer(to: outcome, receipt: receipt)
+        let (status, text) = self.intake.answer(to: outcomes[0], receipt: checked.receipt)
         var headers: HTTPFields = [.cacheControl: "no-store"]
-        if case .accepted(_, replayed: true) = outcome { headers[.idempotentReplayed] = "true" }
-        return (status, text, headers)
+        if case .accepted(_, replayed: true) = outcomes[0] { headers[.idempotentReplayed] = "true" }
+        return Response.json(status, text, headers: headers)
     }
 
     /// Up to `maxBatchBallots` ballots, possibly for many polls, in ONE submission: they commit
