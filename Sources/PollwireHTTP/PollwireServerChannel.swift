@@ -50,6 +50,9 @@ struct PollwireServerChannel: ServerChildChannel, HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            // One read per wake-up: a request (or a vote) fits one read, and the second read of
+            // NIO's default loop only finds EAGAIN: a syscall per request for nothing.
+            try channel.syncOptions?.setOption(.maxMessagesPerRead, value: 1)
             let pipeline = channel.pipeline.syncOperations
             let negotiated: EventLoopFuture<Negotiated>
             let deadline = FirstBytesDeadlineHandler(
