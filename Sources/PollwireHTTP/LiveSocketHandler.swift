@@ -73,6 +73,12 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     private let compact: Bool
     /// The polls whose full results this viewer has (with `compact`).
     private var hasFull: Set<String> = []
+    /// While a `subscribe` waits for the store to be asked about polls this node has not heard of
+    /// (cluster), the messages after it wait here, in order.
+    private var catchingUp = false
+    private var waiting: [String] = []
+    /// Most messages that may wait behind a catch-up.
+    static let maxWaiting = 16
 
     init(
         dependencies: LiveDependencies, eventLoop: any EventLoop, origin: String? = nil, deflate: Bool = false,
@@ -129,7 +135,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
                     }
                     message = inflated
                 }
-                self.reply(self.handle(String(buffer: message)), context: context)
+                self.receive(String(buffer: message), context: context)
             }
         case .ping:
             self.write(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData), context: context)
@@ -247,9 +253,51 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
 
     // MARK: Messages (event loop)
 
-    /// Applies one client message and returns the reply.
-    private func handle(_ text: String) -> String {
-        guard let request = try? JSONDecoder().decode(ClientMessage.self, from: Data(text.utf8)) else {
+    /// Answers one client message, in order. A `subscribe` naming polls the book does not hold
+    /// first has the change feed look them up (another node may have just made them): the
+    /// messages after it wait until it is answered.
+    private func receive(_ text: String, context: ChannelHandlerContext) {
+        if self.catchingUp {
+            guard self.waiting.count < Self.maxWaiting else {
+                self.close(code: .policyViolation, reason: "too many messages while a subscription is being looked up")
+                return
+            }
+            self.waiting.append(text)
+            return
+        }
+        let request = try? JSONDecoder().decode(ClientMessage.self, from: Data(text.utf8))
+        let book = self.dependencies.book
+        let unknown = request?.type == "subscribe" ? (request?.polls ?? []).filter { book.poll($0) == nil } : []
+        guard let finder = self.dependencies.finder, finder.feed != nil, !unknown.isEmpty else {
+            self.reply(self.handle(request), context: context)
+            return
+        }
+        self.catchingUp = true
+        let bound = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let eventLoop = self.eventLoop
+        Task {
+            for id in Set(unknown).prefix(Self.maxPolls) { _ = await finder.knows(id) }
+            eventLoop.execute {
+                let handler = bound.value
+                handler.catchingUp = false
+                guard let context = handler.context, !handler.closing else { return }
+                handler.reply(handler.handle(request), context: context)
+                let waiting = handler.waiting
+                handler.waiting = []
+                for (index, text) in waiting.enumerated() {
+                    handler.receive(text, context: context)
+                    if handler.catchingUp {
+                        handler.waiting.append(contentsOf: waiting[(index + 1)...])
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one client message (nil: not a message) and returns the reply.
+    private func handle(_ request: ClientMessage?) -> String {
+        guard let request else {
             return Self.error(.invalidJSON, "messages are JSON text: {\"type\": \"subscribe\", \"polls\": [...]}")
         }
         let polls = request.polls ?? []
@@ -358,6 +406,8 @@ final class LoopDeliveries: Sendable {
 struct LiveDependencies: Sendable {
     let hub: Hub
     let book: TallyBook
+    /// Looks up polls another node made a moment ago (cluster); nil or without a feed: the book only.
+    var finder: PollFinder? = nil
     let signer: Signer
     let deliveries: LoopDeliveries
     let webSocketMetrics: LiveMetrics

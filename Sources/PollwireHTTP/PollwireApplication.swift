@@ -95,7 +95,7 @@ public enum PollwireApplication {
         let polls = PollsController(
             store: pollStore, book: book, finder: finder, hub: hub, purger: purger, settings: settings, now: now)
         let live = LiveDependencies(
-            hub: hub, book: book, signer: signer, deliveries: LoopDeliveries(),
+            hub: hub, book: book, finder: finder, signer: signer, deliveries: LoopDeliveries(),
             webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
             eventsMetrics: LiveMetrics(transport: "sse", factory: factory),
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil))

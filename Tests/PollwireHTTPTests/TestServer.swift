@@ -19,6 +19,7 @@ struct TestServer {
     static func run<T: Sendable>(
         settings: PollwireSettings = PollwireSettings(),
         voteStore: (@Sendable (SQLiteDatabase) -> any VoteStore)? = nil,
+        changeFeed: (@Sendable (ChangeSink, any PollStore) -> any ChangeFeed)? = nil,
         _ body: @Sendable (TestServer) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pollwire-http-\(UUID())")
@@ -30,9 +31,12 @@ struct TestServer {
         var settings = settings
         settings.host = "127.0.0.1"
         settings.port = 0
+        var makeFeed: (@Sendable (ChangeSink) -> any ChangeFeed)?
+        if let changeFeed { makeFeed = { @Sendable sink in changeFeed(sink, pollStore) } }
         let (app, parts) = try await PollwireApplication.make(
             settings: settings, pollStore: pollStore,
-            voteStore: voteStore?(database) ?? SQLiteVoteStore(database: database))
+            voteStore: voteStore?(database) ?? SQLiteVoteStore(database: database),
+            changeFeed: makeFeed)
         return try await app.test(.live) { client in
             let server = TestServer(client: client, key: key, parts: parts, database: database)
             for _ in 0..<500 where !parts.book.isLoaded { try await Task.sleep(for: .milliseconds(10)) }
