@@ -28,6 +28,7 @@ func runServer(
     extra: @escaping @Sendable (PollwireApplication.Parts, any PollStore, BoundPort) -> [any Service] = { _, _, _ in []
     }
 ) async throws {
+    EventLoops.sizeToAffinity()
     let logger = makeLogger(reader, label: "pollwire")
     let store = try StoreSettings(reader: reader)
     var configured = PollwireSettings(reader: reader)

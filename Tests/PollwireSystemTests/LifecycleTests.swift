@@ -70,6 +70,32 @@ final class Record: Sendable {
     }
 
     /// Flags beat POLLWIRE_* environment variables, which beat the file, which beats defaults.
+    /// One event loop per CPU the process may run on: pinned to one core (as the benchmarks pin
+    /// it), one loop, not one per core of the machine taking turns on that core.
+    @Test func eventLoopsFollowTheAffinityMask() async throws {
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2,
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
+        else { return }
+        func loops(_ server: ServerProcess) throws -> Int {
+            let tasks = "/proc/\(server.process.processIdentifier)/task"
+            return try FileManager.default.contentsOfDirectory(atPath: tasks).filter { task in
+                let name = (try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8)) ?? ""
+                return name.hasPrefix("NIO-SGLTN")
+            }.count
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pollwire-loops-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let pinned = try await ServerProcess.start(
+            dataDir: directory.appendingPathComponent("a"), launcher: ["/usr/bin/taskset", "-c", "0"])
+        #expect(try loops(pinned) == 1)
+        pinned.terminate()
+        _ = try await pinned.waitForExit(timeout: .seconds(10))
+        let free = try await ServerProcess.start(dataDir: directory.appendingPathComponent("b"))
+        #expect(try loops(free) == ProcessInfo.processInfo.activeProcessorCount)
+        free.terminate()
+        _ = try await free.waitForExit(timeout: .seconds(10))
+    }
+
     @Test func configurationLayers() async throws {
         let directory = temporaryDirectory("config")
         defer { try? FileManager.default.removeItem(at: directory) }

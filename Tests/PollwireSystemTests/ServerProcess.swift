@@ -26,17 +26,20 @@ final class ServerProcess: @unchecked Sendable {
 
     /// Starts `pollwire serve` and waits until it prints the port it listens on.
     static func start(
-        dataDir: URL, command: String = "serve", arguments: [String] = [], environment: [String: String] = [:]
+        dataDir: URL, command: String = "serve", arguments: [String] = [], environment: [String: String] = [:],
+        launcher: [String] = []
     ) async throws
         -> ServerProcess
     {
         let process = Process()
-        process.executableURL = Self.binary
+        // A launcher (`taskset -c 0`) execs pollwire in its own process: the pid stays pollwire's.
+        process.executableURL = launcher.first.map { URL(fileURLWithPath: $0) } ?? Self.binary
         var environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         environment["POLLWIRE_LOG_LEVEL"] = environment["POLLWIRE_LOG_LEVEL"] ?? "warning"
         process.environment = environment
         process.arguments =
-            [command, "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
+            launcher.dropFirst() + (launcher.isEmpty ? [] : [Self.binary.path])
+            + [command, "--data-dir", dataDir.path, "--http-host", "127.0.0.1"] + arguments
             + (arguments.contains("--http-port") ? [] : ["--http-port", "0"])
             // Every client here is 127.0.0.1: the per-address limit is tested in PollwireHTTPTests.
             + ["--ratelimit-allow-list", "127.0.0.1"]
