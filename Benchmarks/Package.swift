@@ -13,9 +13,15 @@ import PackageDescription
 let pollwire = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .lastPathComponent.lowercased()
 
-// Every benchmark target: the same language settings and the benchmark plugin.
+// Every benchmark target: the same language settings, the benchmark plugin, and what they all use.
 let swiftSettings: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 let plugins: [Target.PluginUsage] = [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+let common: [Target.Dependency] = [
+    .product(name: "Benchmark", package: "benchmark"),
+    .product(name: "PollwireCore", package: pollwire),
+    .product(name: "PollwireEngine", package: pollwire),
+    .product(name: "NIOCore", package: "swift-nio"),
+]
 
 let package = Package(
     name: "pollwire-benchmarks",
@@ -30,13 +36,7 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "HotPath",
-            dependencies: [
-                .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "PollwireCore", package: pollwire),
-                .product(name: "PollwireEngine", package: pollwire),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Metrics", package: "swift-metrics"),
-            ],
+            dependencies: common + [.product(name: "Metrics", package: "swift-metrics")],
             path: "Benchmarks/HotPath",
             swiftSettings: swiftSettings,
             plugins: plugins
@@ -44,14 +44,10 @@ let package = Package(
         // Whole HTTP requests against a real server in the same process.
         .executableTarget(
             name: "Requests",
-            dependencies: [
-                .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "PollwireCore", package: pollwire),
-                .product(name: "PollwireEngine", package: pollwire),
+            dependencies: common + [
                 .product(name: "PollwireHTTP", package: pollwire),
                 .product(name: "PollwireSQLite", package: pollwire),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/Requests",
             swiftSettings: swiftSettings,

@@ -95,7 +95,7 @@ struct ResultsController {
         let origin = request.headers[.origin]
         let receipt = request.headers[.pollwireReceipt] ?? request.uri.queryParameters.get("receipt")
         for id in ids {
-            if self.book.poll(id) == nil { _ = await self.finder.knows(id) }
+            _ = await self.finder.knows(id)  // a poll another node made a moment ago, looked up first
             if let (snapshot, poll, isPrivate) = try self.snapshot(of: id, origin: origin, receipt: receipt) {
                 snapshots.append(snapshot)
                 privately = privately || isPrivate

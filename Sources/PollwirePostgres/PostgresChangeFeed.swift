@@ -111,17 +111,16 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
             return false
         }
         defer { self.catchUps.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
-        await self.reload(pollID, forget: false)
+        await self.reload(pollID)
         return self.sink.book.poll(pollID) != nil
     }
 
     /// Reloads one poll from the store: definition, version, counters.
-    /// `forget`: a poll the store does not hold is removed from the book.
-    private func reload(_ pollID: String, forget: Bool = true) async {
+    private func reload(_ pollID: String) async {
         do {
             if let stored = try await self.store.loadPoll(pollID, latestTextLimit: self.sink.book.latestTextLimit) {
                 self.sink.resync(stored)
-            } else if forget {
+            } else {
                 self.sink.removed(pollID)
             }
         } catch {

@@ -13,7 +13,7 @@ enum EventLoops {
         guard ProcessInfo.processInfo.environment["NIO_SINGLETON_GROUP_LOOP_COUNT"] == nil,
             let allowed = Self.allowedCPUs(), allowed < System.coreCount
         else { return }
-        NIOSingletons.groupLoopCountSuggestion = max(1, allowed)
+        NIOSingletons.groupLoopCountSuggestion = allowed
     }
 
     /// The CPUs in this process's affinity mask (`Cpus_allowed_list` of /proc/self/status, e.g.
