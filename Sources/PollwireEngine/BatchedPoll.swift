@@ -1,18 +1,20 @@
 public import PollwireCore
 
-/// One poll while a store writes a group commit: its version and whether it takes votes (read
-/// at the start of the transaction), and what the batch's ballots add to it. Both stores decide
+/// One poll while a store writes a group commit: its shard's commit count (`sequence`, see
+/// `PollChange`) and whether it takes votes (read at the start of the transaction), and what the batch's ballots add to it. Both stores decide
 /// votes row by row and count them here; `change` is what the TallyBook then applies.
 public struct BatchedPoll: Sendable {
-    public var version: Int64
+    public var shard: Int32
+    public var sequence: Int64
     public var open: Bool
     public private(set) var deltas: [TallyKey: Int64] = [:]
     public private(set) var texts: [TextAnswer] = []
     /// Whether a ballot of the batch was stored (the poll's version moves).
     public private(set) var stored = false
 
-    public init(version: Int64, open: Bool) {
-        self.version = version
+    public init(shard: Int32 = 0, sequence: Int64, open: Bool) {
+        self.shard = shard
+        self.sequence = sequence
         self.open = open
     }
 
@@ -30,11 +32,12 @@ public struct BatchedPoll: Sendable {
         for key in keys { self.deltas[key, default: 0] -= 1 }
     }
 
-    /// The change the batch made to this poll (its version + 1), or nil when nothing was stored.
+    /// The change the batch made to this poll (its shard's next sequence), or nil when nothing was stored.
     public func change(pollID: String) -> PollChange? {
         guard self.stored else { return nil }
         let deltas = self.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
             .sorted { $0.key < $1.key }
-        return PollChange(pollID: pollID, version: self.version + 1, deltas: deltas, texts: self.texts)
+        return PollChange(
+            pollID: pollID, shard: self.shard, sequence: self.sequence + 1, deltas: deltas, texts: self.texts)
     }
 }

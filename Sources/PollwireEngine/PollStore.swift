@@ -4,17 +4,26 @@ public import PollwireCore
 /// A poll as the store holds it: definition, version, counters and latest text answers.
 public struct StoredPoll: Sendable {
     public var poll: Poll
-    public var version: Int64
+    /// Every shard's commit count for the poll (see `PollChange`); the embedded store has shard 0 only.
+    public var shards: [Int32: Int64]
     public var tally: Tally
     /// Latest text answers by question id, newest first.
     public var latestText: [String: [String]]
 
-    public init(poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]]) {
+    public init(poll: Poll, shards: [Int32: Int64], tally: Tally, latestText: [String: [String]]) {
         self.poll = poll
-        self.version = version
+        self.shards = shards.filter { $0.value > 0 }
         self.tally = tally
         self.latestText = latestText
     }
+
+    /// A poll of one shard (the embedded store) at `version`.
+    public init(poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]]) {
+        self.init(poll: poll, shards: [0: version], tally: tally, latestText: latestText)
+    }
+
+    /// The poll's version: the sum of its shards' commit counts.
+    public var version: Int64 { self.shards.values.reduce(0, +) }
 }
 
 /// The latest text answers per text question, newest first, gathered from stored ballots read

@@ -13,7 +13,10 @@ import Synchronization
 public final class TallyBook: Sendable {
     struct Entry {
         var poll: Poll
+        /// The sum of `shards`: one more with every change applied.
         var version: Int64
+        /// Every shard's last applied sequence (see `PollChange`).
+        var shards: [Int32: Int64]
         var tally: Tally
         var latestText: [String: [String]]
         var full: Snapshot?
@@ -21,8 +24,8 @@ public final class TallyBook: Sendable {
         /// Forms derived from the cached snapshots (compressed bodies, whole HTTP/1.1 heads), by
         /// variant and form (see `derived`).
         var derived: [DerivedKey: (etag: String, bytes: ByteBuffer)] = [:]
-        /// Changes beyond `version + 1`, oldest first, waiting for the ones before them: in a
-        /// cluster another node's commit may arrive after this node's later one.
+        /// Changes that skip sequences of their shard, by shard and sequence, waiting for the ones
+        /// before them (a notification lost or too large to carry).
         var pending: [PollChange] = []
         /// Since when `pending` has waited; a gap that stays is closed by a resync from the store.
         var gapSince: ContinuousClock.Instant?
@@ -75,7 +78,7 @@ public final class TallyBook: Sendable {
         var fresh: [String: Entry] = [:]
         for stored in polls {
             fresh[stored.poll.id] = Entry(
-                poll: stored.poll, version: stored.version, tally: stored.tally,
+                poll: stored.poll, version: stored.version, shards: stored.shards, tally: stored.tally,
                 latestText: stored.latestText.mapValues { Array($0.prefix(self.latestTextLimit)) })
         }
         self.entries.withLock {
@@ -113,6 +116,12 @@ public final class TallyBook: Sendable {
         self.entries.withLock { entries in entries[id].map { ($0.version, $0.tally.ballots) } }
     }
 
+    /// The last sequence of one of a poll's shards the book applied (0: none yet), nil for an
+    /// unknown poll.
+    public func sequence(of id: String, shard: Int32) -> Int64? {
+        self.entries.withLock { entries in entries[id].map { $0.shards[shard] ?? 0 } }
+    }
+
     /// Adds a new poll or replaces a poll's definition; its counters stay.
     public func put(_ poll: Poll) {
         let now = self.now()
@@ -127,7 +136,7 @@ public final class TallyBook: Sendable {
                 entry.derived = [:]
                 entries[poll.id] = entry
             } else {
-                entries[poll.id] = Entry(poll: poll, version: 0, tally: Tally(), latestText: [:])
+                entries[poll.id] = Entry(poll: poll, version: 0, shards: [:], tally: Tally(), latestText: [:])
             }
             self.moved(definitions: true)
         }
@@ -151,44 +160,67 @@ public final class TallyBook: Sendable {
 
     // MARK: Counting
 
-    /// Applies committed changes, each exactly once and in version order: a change at or below
-    /// the book's version is ignored (a change feed repeats this node's own commits), one that
-    /// skips versions waits in `pending` until the missing ones arrive (or a resync).
-    public func apply(_ changes: [PollChange]) {
+    /// Applies committed changes, each exactly once and in sequence order within its shard: a
+    /// change at or below its shard's sequence is ignored (a change feed repeats this node's own
+    /// commits), one that skips sequences waits in `pending` until the missing ones arrive (or a
+    /// resync). Returns, per change, the poll's version once it is applied (nil: not applied now).
+    @discardableResult
+    public func apply(_ changes: [PollChange]) -> [Int64?] {
         let limit = self.latestTextLimit
-        self.entries.withLock { entries in
+        return self.entries.withLock { entries in
+            var versions: [Int64?] = []
+            versions.reserveCapacity(changes.count)
             for change in changes {
                 // One hash of the poll id; the entry is mutated in place: no copy of the counters.
-                guard let index = entries.index(forKey: change.pollID) else { continue }
-                let version = entries.values[index].version
-                guard change.version > version else { continue }
-                if change.version == version + 1 {
+                guard let index = entries.index(forKey: change.pollID) else {
+                    versions.append(nil)
+                    continue
+                }
+                let sequence = entries.values[index].shards[change.shard] ?? 0
+                guard change.sequence > sequence else {
+                    versions.append(nil)
+                    continue
+                }
+                if change.sequence == sequence + 1 {
                     Self.apply(change, to: &entries.values[index], latestTextLimit: limit)
+                    versions.append(entries.values[index].version)
                     if !entries.values[index].pending.isEmpty {
                         Self.drainPending(&entries.values[index], latestTextLimit: limit)
                     }
                 } else {
                     Self.hold(change, in: &entries.values[index])
+                    versions.append(nil)
                 }
             }
             if !changes.isEmpty { self.moved(definitions: false) }
+            return versions
         }
     }
 
     private static func hold(_ change: PollChange, in entry: inout Entry) {
         if entry.gapSince == nil { entry.gapSince = .now }
         guard entry.pending.count < Self.maxPending,
-            !entry.pending.contains(where: { $0.version == change.version })
+            !entry.pending.contains(where: { $0.shard == change.shard && $0.sequence == change.sequence })
         else { return }
-        let index = entry.pending.firstIndex { $0.version > change.version } ?? entry.pending.endIndex
+        let index =
+            entry.pending.firstIndex { ($0.shard, $0.sequence) > (change.shard, change.sequence) }
+            ?? entry.pending.endIndex
         entry.pending.insert(change, at: index)
     }
 
-    /// Applies the held changes that follow the book's version, and drops the ones it passed.
+    /// Applies the held changes that follow their shard's sequence, and drops the ones it passed.
     private static func drainPending(_ entry: inout Entry, latestTextLimit: Int) {
-        while let first = entry.pending.first, first.version <= entry.version + 1 {
-            entry.pending.removeFirst()
-            if first.version == entry.version + 1 { Self.apply(first, to: &entry, latestTextLimit: latestTextLimit) }
+        var index = 0
+        while index < entry.pending.count {
+            let held = entry.pending[index]
+            let sequence = entry.shards[held.shard] ?? 0
+            if held.sequence <= sequence + 1 {
+                entry.pending.remove(at: index)
+                if held.sequence == sequence + 1 { Self.apply(held, to: &entry, latestTextLimit: latestTextLimit) }
+                // Held changes are sorted by shard and sequence: the next of this shard is here now.
+            } else {
+                index += 1
+            }
         }
         if entry.pending.isEmpty { entry.gapSince = nil }
     }
@@ -201,29 +233,40 @@ public final class TallyBook: Sendable {
         }
     }
 
-    /// Every poll's version: what a node compares with the store after it missed changes.
+    /// Every poll's version (the sum of its shards' sequences): what a node compares with the
+    /// store after it missed changes.
     public func versions() -> [String: Int64] {
         self.entries.withLock { $0.mapValues(\.version) }
     }
 
     /// Replaces a poll's counters with the store's when the store is ahead (or the poll is new
     /// here), then applies the held changes that follow. Returns whether anything changed.
+    ///
+    /// Ahead means at or past the book in every shard and past it in one: a store read may have
+    /// started before a commit the book already applied from its notification, and then holds
+    /// less of that shard while it holds more of another; such a read changes only the
+    /// definition (the gap it was for stays open and is read again).
     @discardableResult
     public func resync(_ stored: StoredPoll) -> Bool {
         let limit = self.latestTextLimit
         let changed = self.entries.withLock { entries in
-            var entry =
-                entries[stored.poll.id]
-                ?? Entry(poll: stored.poll, version: -1, tally: Tally(), latestText: [:])
-            guard stored.version > entry.version || entry.poll != stored.poll else { return false }
-            if stored.version > entry.version {
+            let known = entries[stored.poll.id]
+            var entry = known ?? Entry(poll: stored.poll, version: 0, shards: [:], tally: Tally(), latestText: [:])
+            let ahead =
+                known == nil
+                || (stored.shards != entry.shards
+                    && entry.shards.allSatisfy { shard, sequence in (stored.shards[shard] ?? 0) >= sequence })
+            guard ahead || entry.poll != stored.poll else { return false }
+            if ahead {
                 entry.version = stored.version
+                entry.shards = stored.shards
                 entry.tally = stored.tally
                 entry.latestText = stored.latestText.mapValues { Array($0.prefix(limit)) }
             }
             entry.poll = stored.poll
             entry.full = nil
             entry.hidden = nil
+            entry.derived = [:]
             Self.drainPending(&entry, latestTextLimit: limit)
             entries[stored.poll.id] = entry
             self.moved(definitions: true)
@@ -258,7 +301,8 @@ public final class TallyBook: Sendable {
     }
 
     private static func apply(_ change: PollChange, to entry: inout Entry, latestTextLimit: Int) {
-        entry.version = change.version
+        entry.shards[change.shard] = change.sequence
+        entry.version += 1
         entry.tally.apply(change.deltas)
         for answer in change.texts {
             entry.latestText[answer.question, default: []].insert(answer.text, at: 0)

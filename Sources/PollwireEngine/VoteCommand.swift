@@ -40,18 +40,26 @@ public enum VoteOutcome: Sendable, Equatable {
 }
 
 /// What one group commit changed for one poll: applied to the TallyBook after the commit.
+///
+/// A poll's changes come in shards, one per writer: the embedded store is one shard (0); in a
+/// cluster every node writes its own (its node number), so that nodes never wait on each other's
+/// commits of the same poll. Within a shard `sequence` counts the commits that changed the poll;
+/// the poll's version is the sum over its shards (each commit moves it by one).
 public struct PollChange: Sendable, Equatable {
     public var pollID: String
-    /// The poll's version after the commit.
-    public var version: Int64
+    /// The writer whose commit this is (0: the embedded store).
+    public var shard: Int32
+    /// The shard's commit count for this poll after the commit: 1, 2, 3, ... with no gaps.
+    public var sequence: Int64
     /// Aggregated counter changes of the batch.
     public var deltas: [TallyDelta]
     /// Text answers the batch added, oldest first, as (question id, text).
     public var texts: [TextAnswer]
 
-    public init(pollID: String, version: Int64, deltas: [TallyDelta], texts: [TextAnswer]) {
+    public init(pollID: String, shard: Int32 = 0, sequence: Int64, deltas: [TallyDelta], texts: [TextAnswer]) {
         self.pollID = pollID
-        self.version = version
+        self.shard = shard
+        self.sequence = sequence
         self.deltas = deltas
         self.texts = texts
     }

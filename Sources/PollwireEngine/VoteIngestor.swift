@@ -360,14 +360,45 @@ public final class VoteIngestor: Service, Sendable {
             Int64((ContinuousClock.now - started) / .nanoseconds(1)))
 
         // Durable from here on: count it in memory, then acknowledge.
-        self.book.apply(result.changes)
+        let versions = self.book.apply(result.changes)
         self.onCommit(result.changes)
+        let renumbered = Self.renumbering(result.changes, versions: versions)
         var offset = 0
         for submission in batch {
-            let outcomes = Array(result.outcomes[offset..<offset + submission.votes.count])
+            var outcomes = Array(result.outcomes[offset..<offset + submission.votes.count])
+            if !renumbered.isEmpty {
+                for index in outcomes.indices {
+                    if let change = renumbered[submission.votes[index].pollID] {
+                        outcomes[index] = Self.renumber(outcomes[index], from: change.sequence, to: change.version)
+                    }
+                }
+            }
             offset += submission.votes.count
             submission.continuation.resume(returning: .success(outcomes))
         }
         self.metrics.count(result.outcomes)
+    }
+
+    /// A store numbers the votes of a commit with its shard's sequence (see `PollChange`); the
+    /// voter is told the poll's version that first holds the vote here: the book's, once the
+    /// commit is applied. With one shard (the embedded store) the two are the same and nothing is
+    /// renumbered. Earlier ballots (replays, duplicates) keep the number they were stored with.
+    static func renumbering(
+        _ changes: [PollChange], versions: [Int64?]
+    ) -> [String: (sequence: Int64, version: Int64)] {
+        var renumbered: [String: (sequence: Int64, version: Int64)] = [:]
+        for (change, version) in zip(changes, versions) {
+            if let version, version != change.sequence { renumbered[change.pollID] = (change.sequence, version) }
+        }
+        return renumbered
+    }
+
+    static func renumber(_ outcome: VoteOutcome, from sequence: Int64, to version: Int64) -> VoteOutcome {
+        switch outcome {
+        case .accepted(sequence, let replayed): .accepted(version: version, replayed: replayed)
+        case .duplicate(sequence): .duplicate(version: version)
+        case .changed(sequence): .changed(version: version)
+        default: outcome
+        }
     }
 }

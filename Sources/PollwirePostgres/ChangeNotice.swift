@@ -3,14 +3,17 @@ import PollwireCore
 import PollwireEngine
 
 /// What one `pg_notify('pollwire', ...)` says, as compact JSON: a commit's change to one poll
-/// (version, counter deltas and text answers), or that a poll's definition changed.
+/// (the committing node's shard and sequence, counter deltas and text answers), or that a poll's
+/// definition changed.
 ///
 /// A NOTIFY payload must stay under 8000 bytes; a change that does not fit is sent without its
 /// deltas (`r`), and the nodes that hear it read the poll's counters from the store instead.
 struct ChangeNotice: Codable, Equatable {
     /// The poll.
     var p: String
-    /// The poll's version after the commit.
+    /// The shard that committed (the node's number; absent: 0).
+    var s: Int32?
+    /// The shard's sequence for the poll after the commit.
     var v: Int64?
     /// Deltas as three parallel arrays: question, key, amount.
     var q: [String]?
@@ -28,7 +31,8 @@ struct ChangeNotice: Codable, Equatable {
 
     init(change: PollChange) {
         self.p = change.pollID
-        self.v = change.version
+        self.s = change.shard
+        self.v = change.sequence
         self.q = change.deltas.map(\.key.question)
         self.k = change.deltas.map(\.key.key)
         self.n = change.deltas.map(\.amount)
@@ -40,10 +44,11 @@ struct ChangeNotice: Codable, Equatable {
         self.d = true
     }
 
-    /// A change too large to carry: only the poll and its version, to be read from the store.
-    init(resync pollID: String, version: Int64?) {
+    /// A change too large to carry: only the poll, shard and sequence, to be read from the store.
+    init(resync pollID: String, shard: Int32?, sequence: Int64?) {
         self.p = pollID
-        self.v = version
+        self.s = shard
+        self.v = sequence
         self.r = true
     }
 
@@ -53,13 +58,13 @@ struct ChangeNotice: Codable, Equatable {
         if let data = try? encoder.encode(self), data.count <= Self.maxPayloadBytes {
             return String(decoding: data, as: UTF8.self)
         }
-        let short = ChangeNotice(resync: self.p, version: self.v)
+        let short = ChangeNotice(resync: self.p, shard: self.s, sequence: self.v)
         return String(decoding: (try? encoder.encode(short)) ?? Data(), as: UTF8.self)
     }
 
     /// The change it carries, when it carries one whole.
     var change: PollChange? {
-        guard let version = self.v, self.r != true, self.d != true else { return nil }
+        guard let sequence = self.v, self.r != true, self.d != true else { return nil }
         let questions = self.q ?? []
         let keys = self.k ?? []
         let amounts = self.n ?? []
@@ -71,6 +76,6 @@ struct ChangeNotice: Codable, Equatable {
         let texts = stride(from: 0, to: flat.count - 1, by: 2).map {
             TextAnswer(question: flat[$0], text: flat[$0 + 1])
         }
-        return PollChange(pollID: self.p, version: version, deltas: deltas, texts: texts)
+        return PollChange(pollID: self.p, shard: self.s ?? 0, sequence: sequence, deltas: deltas, texts: texts)
     }
 }

@@ -97,7 +97,9 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
             self.sink.receive([change])
         } else if notice.d == true {
             await self.reload(notice.p)
-        } else if let version = notice.v, version > (self.sink.book.state(of: notice.p)?.version ?? .max) {
+        } else if let sequence = notice.v,
+            sequence > (self.sink.book.sequence(of: notice.p, shard: notice.s ?? 0) ?? .max)
+        {
             // Too large to carry: read the poll.
             await self.reload(notice.p)
         }

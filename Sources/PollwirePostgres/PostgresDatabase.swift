@@ -135,8 +135,13 @@ public struct PostgresDatabase: Sendable {
     /// Ballots are an append-only log partitioned by month of `created_at`. A partitioned
     /// table's unique indexes must contain the partition key, so the dedupe lives beside it:
     /// `voters` holds each voter's latest ballot (one row per poll and voter) and
-    /// `idempotency_keys` each key's first ballot. The poll row is locked for the length of a
-    /// commit (`FOR UPDATE`), so versions and dedupe are decided one transaction at a time per poll.
+    /// `idempotency_keys` each key's first ballot.
+    ///
+    /// v2 shards what commits write by node, so that nodes never wait on each other's commits of
+    /// one poll: each running node takes a number from `pollwire_nodes`, and writes only its own
+    /// rows of `poll_shards` (its commit count per poll) and `tally_shards` (its counter
+    /// deltas); a poll's version and counters are the sums over its shards. Whatever v1 counted
+    /// becomes shard 0.
     static let migrations: [(String, [String])] = [
         (
             "v1",
@@ -194,6 +199,51 @@ public struct PostgresDatabase: Sendable {
                 "CREATE TABLE api_keys (hash text PRIMARY KEY, name text NOT NULL, created_at double precision NOT NULL)",
                 "CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL)",
             ]
-        )
+        ),
+        (
+            "v2-shards",
+            [
+                """
+                CREATE TABLE pollwire_nodes (
+                    node integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    host text NOT NULL,
+                    started_at timestamptz NOT NULL DEFAULT now())
+                """,
+                """
+                CREATE TABLE poll_shards (
+                    poll_id text NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+                    node integer NOT NULL,
+                    sequence bigint NOT NULL,
+                    PRIMARY KEY (poll_id, node))
+                """,
+                "INSERT INTO poll_shards (poll_id, node, sequence) SELECT id, 0, version FROM polls WHERE version > 0",
+                """
+                CREATE TABLE tally_shards (
+                    poll_id text NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+                    node integer NOT NULL,
+                    question text NOT NULL,
+                    key text NOT NULL,
+                    count bigint NOT NULL,
+                    PRIMARY KEY (poll_id, node, question, key))
+                """,
+                """
+                INSERT INTO tally_shards (poll_id, node, question, key, count)
+                SELECT poll_id, 0, question, key, count FROM tallies
+                """,
+                "DROP TABLE tallies",
+                "ALTER TABLE polls DROP COLUMN version",
+            ]
+        ),
     ]
+
+    /// Takes a new node number (a shard of its own, see `migrations`) for a process that is about
+    /// to commit votes.
+    public func registerNode() async throws -> Int32 {
+        let host = ProcessInfo.processInfo.hostName
+        let rows = try await self.client.query(
+            "INSERT INTO pollwire_nodes (host) VALUES (\(host)) RETURNING node", logger: self.logger
+        ).decode(Int32.self)
+        for try await node in rows { return node }
+        throw PostgresStoreError("PostgreSQL gave no node number")
+    }
 }

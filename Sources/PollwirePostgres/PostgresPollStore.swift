@@ -32,12 +32,16 @@ public struct PostgresPollStore: PollStore {
         }.first
     }
 
-    /// Every poll's version: what a node compares its book with after it missed notifications.
+    /// Every poll's version (the sum of its shards' sequences): what a node compares its book
+    /// with after it missed notifications.
     public func versions() async throws -> [String: Int64] {
         var versions: [String: Int64] = [:]
-        for try await (id, version) in try await self.client.query("SELECT id, version FROM polls").decode(
-            (String, Int64).self)
-        {
+        for try await (id, version) in try await self.client.query(
+            """
+            SELECT p.id, COALESCE(sum(s.sequence), 0)::int8 FROM polls p
+            LEFT JOIN poll_shards s ON s.poll_id = p.id GROUP BY p.id
+            """
+        ).decode((String, Int64).self) {
             versions[id] = version
         }
         return versions
@@ -67,15 +71,23 @@ public struct PostgresPollStore: PollStore {
         var polls: [String: StoredPoll] = [:]
         let ids = id.map { [$0] } ?? []
         let all = id == nil
-        for try await (definition, version) in try await connection.query(
-            "SELECT definition, version FROM polls WHERE \(all) OR id = ANY(\(ids))", logger: logger
-        ).decode((String, Int64).self) {
+        for try await definition in try await connection.query(
+            "SELECT definition FROM polls WHERE \(all) OR id = ANY(\(ids))", logger: logger
+        ).decode(String.self) {
             let poll = try decoder.decode(Poll.self, from: Data(definition.utf8))
-            polls[poll.id] = StoredPoll(poll: poll, version: version, tally: Tally(), latestText: [:])
+            polls[poll.id] = StoredPoll(poll: poll, shards: [:], tally: Tally(), latestText: [:])
+        }
+        for try await (pollID, node, sequence) in try await connection.query(
+            "SELECT poll_id, node, sequence FROM poll_shards WHERE \(all) OR poll_id = ANY(\(ids))", logger: logger
+        ).decode((String, Int32, Int64).self) {
+            polls[pollID]?.shards[node] = sequence
         }
         var counts: [String: [TallyDelta]] = [:]
         for try await (pollID, question, key, count) in try await connection.query(
-            "SELECT poll_id, question, key, count FROM tallies WHERE count <> 0 AND (\(all) OR poll_id = ANY(\(ids)))",
+            """
+            SELECT poll_id, question, key, sum(count)::int8 FROM tally_shards
+            WHERE \(all) OR poll_id = ANY(\(ids)) GROUP BY poll_id, question, key HAVING sum(count) <> 0
+            """,
             logger: logger
         ).decode((String, String, String, Int64).self) {
             counts[pollID, default: []].append(TallyDelta(key: TallyKey(question: question, key: key), amount: count))
@@ -108,9 +120,9 @@ public struct PostgresPollStore: PollStore {
         try await self.client.withTransaction(logger: self.logger) { connection in
             try await connection.query(
                 """
-                INSERT INTO polls (id, definition, status, opens_at, closes_at, version, created_at)
+                INSERT INTO polls (id, definition, status, opens_at, closes_at, created_at)
                 VALUES (\(poll.id), \(definition), \(poll.status.rawValue), \(poll.opensAt?.timeIntervalSince1970),
-                        \(poll.closesAt?.timeIntervalSince1970), 0, \(poll.createdAt.timeIntervalSince1970))
+                        \(poll.closesAt?.timeIntervalSince1970), \(poll.createdAt.timeIntervalSince1970))
                 """, logger: self.logger)
             try await connection.query("SELECT pg_notify(\(ChangeNotice.channel), \(notice))", logger: self.logger)
         }

@@ -3,37 +3,78 @@ import Logging
 import PollwireCore
 public import PollwireEngine
 import PostgresNIO
+import Synchronization
 
-/// `VoteStore` on PostgreSQL: one transaction per group commit, in four round trips whatever
-/// the batch size.
+/// `VoteStore` on PostgreSQL: one transaction per group commit, in at most four round trips
+/// whatever the batch size, and no lock that another node's commit of the same poll waits for.
 ///
-/// 1. Lock the batch's polls (`SELECT ... FOR UPDATE`, in id order): commits of the same poll
-///    from different nodes take turns, so versions and dedupe are decided one at a time.
+/// Each store writes its own shard (a node number from `pollwire_nodes`, taken at its first
+/// commit): its commit count per poll in `poll_shards` and its counter deltas in
+/// `tally_shards`, rows no other node writes.
+///
+/// 1. Read the batch's polls `FOR SHARE` (open at commit: a close waits for the commits that saw
+///    the poll open; commits do not wait for each other) and this shard's sequence for each.
 /// 2. Read the earlier ballots the batch may collide with: idempotency keys and voters, each
-///    in one query over arrays (`UNNEST`).
+///    in one query over arrays (`UNNEST`). The voters found are locked (in key order): a voter
+///    voting through two nodes at once is decided one commit after the other.
 /// 3. Decide every vote in order in memory with `VoteRules.decide`, the rules the embedded store
 ///    applies too.
 /// 4. Write it all in ONE statement of data-modifying CTEs, every table fed from arrays:
-///    voters inserted (`ON CONFLICT DO NOTHING RETURNING`, checked) or updated, idempotency
-///    keys, the ballots, tallies upserted by aggregated delta, poll versions, and `pg_notify`
-///    per changed poll with its version and deltas. COMMIT: then the votes are acknowledged.
+///    voters inserted (`ON CONFLICT DO NOTHING`) or updated where their revision is still the
+///    one read, idempotency keys inserted (`ON CONFLICT DO NOTHING`), the ballots, the shard's
+///    tallies and sequence, and `pg_notify` per changed poll. COMMIT: then the votes are
+///    acknowledged.
+///
+/// A voter or key that is new at the read may be stored by another node before the write: the
+/// unique keys decide, a row count comes back short, the transaction rolls back and the batch is
+/// decided again on what is stored now, where that voter is found and locked (at most
+/// `maxAttempts` times in all).
 public struct PostgresVoteStore: VoteStore {
     let database: PostgresDatabase
     let logger: Logger
+    private let node: NodeNumber
+
+    /// Attempts of one batch that lost races with other nodes' commits (or a deadlock) before
+    /// the commit fails.
+    static let maxAttempts = 8
 
     public init(database: PostgresDatabase) {
         self.database = database
         self.logger = database.logger
+        self.node = NodeNumber()
     }
 
     public func commit(_ votes: [VoteCommand], at now: Date) async throws -> CommitResult {
-        try await self.database.client.withTransaction(logger: self.logger) { connection in
-            try await self.commit(votes, at: now, on: connection)
+        let node = try await self.node.number(in: self.database)
+        var attempt = 1
+        while true {
+            do {
+                return try await self.database.client.withTransaction(logger: self.logger) { connection in
+                    try await self.commit(votes, at: now, node: node, on: connection)
+                }
+            } catch where attempt < Self.maxAttempts && Self.lostRace(error) {
+                self.logger.debug(
+                    "a commit raced another node's; deciding it again", metadata: ["attempt": "\(attempt)"])
+                attempt += 1
+            }
         }
+    }
+
+    /// A race with another commit: decided again, not failed.
+    struct LostRace: Error {}
+
+    static func lostRace(_ error: any Error) -> Bool {
+        let error = (error as? PostgresTransactionError)?.closureError ?? error
+        if error is LostRace { return true }
+        // deadlock_detected, serialization_failure, unique_violation
+        guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return false }
+        return ["40P01", "40001", "23505"].contains(state)
     }
 
     struct VoterRow {
         var revision: Int64
+        /// The revision read from the store: an update applies only while it still holds.
+        var storedRevision: Int64 = 0
         var answers: String
         var keys: String
         var version: Int64
@@ -55,11 +96,13 @@ public struct PostgresVoteStore: VoteStore {
         var answers: [String] = []
         var keys: [String] = []
         var version: [Int64] = []
+        var storedRevision: [Int64] = []
 
         mutating func append(_ pair: Pair, _ row: VoterRow) {
             self.poll.append(pair.poll)
             self.voter.append(pair.id)
             self.revision.append(row.revision)
+            self.storedRevision.append(row.storedRevision)
             self.answers.append(row.answers)
             self.keys.append(row.keys)
             self.version.append(row.version)
@@ -81,9 +124,12 @@ public struct PostgresVoteStore: VoteStore {
         var keyVersion: [Int64] = []
     }
 
-    func commit(_ votes: [VoteCommand], at now: Date, on connection: PostgresConnection) async throws -> CommitResult {
+    func commit(
+        _ votes: [VoteCommand], at now: Date, node: Int32, on connection: PostgresConnection
+    ) async throws -> CommitResult {
         let timestamp = now.timeIntervalSince1970
-        var polls = try await self.lockPolls(Set(votes.map(\.pollID)).sorted(), at: timestamp, on: connection)
+        var polls = try await self.readPolls(
+            Set(votes.map(\.pollID)).sorted(), node: node, at: timestamp, on: connection)
 
         var keys: [Pair: (answers: String, version: Int64)] = [:]
         var voters: [Pair: VoterRow] = [:]
@@ -107,10 +153,12 @@ public struct PostgresVoteStore: VoteStore {
                 SELECT v.poll_id, v.voter, v.revision, v.answers, v.keys, v.version FROM voters v
                 JOIN UNNEST(\(voterPairs.map(\.poll))::text[], \(voterPairs.map(\.id))::text[]) AS u(poll_id, voter)
                   ON v.poll_id = u.poll_id AND v.voter = u.voter
+                ORDER BY v.poll_id, v.voter FOR UPDATE OF v
                 """, logger: self.logger
             ).decode((String, String, Int32, String, String, Int64).self) {
                 voters[Pair(poll: poll, id: voter)] = VoterRow(
-                    revision: Int64(revision), answers: answers, keys: stored, version: version, existed: true)
+                    revision: Int64(revision), storedRevision: Int64(revision), answers: answers, keys: stored,
+                    version: version, existed: true)
             }
         }
 
@@ -123,25 +171,28 @@ public struct PostgresVoteStore: VoteStore {
 
         let changes = polls.sorted { $0.key < $1.key }.compactMap { $0.value.change(pollID: $0.key) }
         if !changes.isEmpty {
-            try await self.write(writes, voters: voters, changes: changes, at: now, on: connection)
+            try await self.write(writes, voters: voters, changes: changes, node: node, at: now, on: connection)
         }
         return CommitResult(outcomes: outcomes, changes: changes)
     }
 
-    private func lockPolls(
-        _ ids: [String], at timestamp: Double, on connection: PostgresConnection
+    /// The batch's polls, shared-locked (a definition change waits for this commit), with this
+    /// shard's sequence for each.
+    private func readPolls(
+        _ ids: [String], node: Int32, at timestamp: Double, on connection: PostgresConnection
     ) async throws -> [String: BatchedPoll] {
         var polls: [String: BatchedPoll] = [:]
-        for try await (id, version, status, opensAt, closesAt) in try await connection.query(
+        for try await (id, sequence, status, opensAt, closesAt) in try await connection.query(
             """
-            SELECT id, version, status, opens_at, closes_at FROM polls
-            WHERE id = ANY(\(ids)::text[]) ORDER BY id FOR UPDATE
+            SELECT p.id, COALESCE(s.sequence, 0), p.status, p.opens_at, p.closes_at FROM polls p
+            LEFT JOIN poll_shards s ON s.poll_id = p.id AND s.node = \(node)
+            WHERE p.id = ANY(\(ids)::text[]) ORDER BY p.id FOR SHARE OF p
             """, logger: self.logger
         ).decode((String, Int64, String, Double?, Double?).self) {
             let open =
                 status == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
-            polls[id] = BatchedPoll(version: version, open: open)
+            polls[id] = BatchedPoll(shard: node, sequence: sequence, open: open)
         }
         return polls
     }
@@ -162,7 +213,7 @@ public struct PostgresVoteStore: VoteStore {
         guard case .store(let revision, let replacing) = decision, var poll = polls[vote.pollID] else {
             return VoteRules.outcome(of: decision, version: 0)
         }
-        let version = poll.version + 1
+        let version = poll.sequence + 1
         let answers = vote.ballot.canonical
         let stored = StoredKeys.encode(vote.ballot.keys)
         if let replacing { poll.uncount(StoredKeys.decode(replacing)) }
@@ -198,31 +249,17 @@ public struct PostgresVoteStore: VoteStore {
     }
 
     /// Every write of the batch in one statement. Nullable columns travel as '' (PostgresNIO
-    /// arrays have no NULL elements) and become NULL again with NULLIF.
+    /// arrays have no NULL elements) and become NULL again with NULLIF. Rows are written in key
+    /// order, so that two commits that touch the same voters lock them in the same order.
     private func write(
-        _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], at now: Date,
+        _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], node: Int32, at now: Date,
         on connection: PostgresConnection
     ) async throws {
-        var insert:
-            (poll: [String], voter: [String], revision: [Int64], answers: [String], keys: [String], version: [Int64]) =
-                ([], [], [], [], [], [])
-        var update = insert
-        for (pair, row) in voters where row.touched {
-            if row.existed {
-                update.poll.append(pair.poll)
-                update.voter.append(pair.id)
-                update.revision.append(row.revision)
-                update.answers.append(row.answers)
-                update.keys.append(row.keys)
-                update.version.append(row.version)
-            } else {
-                insert.poll.append(pair.poll)
-                insert.voter.append(pair.id)
-                insert.revision.append(row.revision)
-                insert.answers.append(row.answers)
-                insert.keys.append(row.keys)
-                insert.version.append(row.version)
-            }
+        var insert = VoterColumns()
+        var update = VoterColumns()
+        for (pair, row) in voters.sorted(by: { ($0.key.poll, $0.key.id) < ($1.key.poll, $1.key.id) }) where row.touched
+        {
+            if row.existed { update.append(pair, row) } else { insert.append(pair, row) }
         }
         var tally: (poll: [String], question: [String], key: [String], amount: [Int64]) = ([], [], [], [])
         for change in changes {
@@ -234,7 +271,7 @@ public struct PostgresVoteStore: VoteStore {
             }
         }
         let notices = changes.map { ChangeNotice(change: $0).payload() }
-        let inserted = try await connection.query(
+        let counts = try await connection.query(
             """
             WITH new_voters AS (
                 INSERT INTO voters (poll_id, voter, revision, answers, keys, version)
@@ -246,14 +283,16 @@ public struct PostgresVoteStore: VoteStore {
                 UPDATE voters SET revision = u.r::integer, answers = u.a, keys = u.k, version = u.ver
                 FROM UNNEST(
                     \(update.poll)::text[], \(update.voter)::text[], \(update.revision)::int8[],
-                    \(update.answers)::text[], \(update.keys)::text[], \(update.version)::int8[]) AS u(p, v, r, a, k, ver)
-                WHERE voters.poll_id = u.p AND voters.voter = u.v
+                    \(update.storedRevision)::int8[], \(update.answers)::text[], \(update.keys)::text[],
+                    \(update.version)::int8[]) AS u(p, v, r, was, a, k, ver)
+                WHERE voters.poll_id = u.p AND voters.voter = u.v AND voters.revision = u.was::integer
+                RETURNING 1
             ), new_keys AS (
                 INSERT INTO idempotency_keys (poll_id, key, answers, version)
                 SELECT * FROM UNNEST(
                     \(writes.keyPoll)::text[], \(writes.keyID)::text[], \(writes.keyAnswers)::text[],
                     \(writes.keyVersion)::int8[])
-                ON CONFLICT DO NOTHING
+                ON CONFLICT DO NOTHING RETURNING 1
             ), new_ballots AS (
                 INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
                 SELECT p, NULLIF(v, ''), r::integer, NULLIF(i, ''), a, k, ver, \(now) FROM UNNEST(
@@ -261,23 +300,47 @@ public struct PostgresVoteStore: VoteStore {
                     \(writes.ballotKey)::text[], \(writes.ballotAnswers)::text[], \(writes.ballotKeys)::text[],
                     \(writes.ballotVersion)::int8[]) AS u(p, v, r, i, a, k, ver)
             ), counted AS (
-                INSERT INTO tallies (poll_id, question, key, count)
-                SELECT * FROM UNNEST(\(tally.poll)::text[], \(tally.question)::text[], \(tally.key)::text[], \(tally.amount)::int8[])
-                ON CONFLICT (poll_id, question, key) DO UPDATE SET count = tallies.count + excluded.count
-            ), versions AS (
-                UPDATE polls SET version = u.ver
-                FROM UNNEST(\(changes.map(\.pollID))::text[], \(changes.map(\.version))::int8[]) AS u(id, ver)
-                WHERE polls.id = u.id
+                INSERT INTO tally_shards (poll_id, node, question, key, count)
+                SELECT p, \(node), q, k, n FROM UNNEST(
+                    \(tally.poll)::text[], \(tally.question)::text[], \(tally.key)::text[], \(tally.amount)::int8[])
+                    AS u(p, q, k, n)
+                ON CONFLICT (poll_id, node, question, key) DO UPDATE SET count = tally_shards.count + excluded.count
+            ), sequences AS (
+                INSERT INTO poll_shards (poll_id, node, sequence)
+                SELECT p, \(node), s FROM UNNEST(\(changes.map(\.pollID))::text[], \(changes.map(\.sequence))::int8[]) AS u(p, s)
+                ON CONFLICT (poll_id, node) DO UPDATE SET sequence = excluded.sequence
+                WHERE poll_shards.sequence = excluded.sequence - 1
+                RETURNING 1
             ), notified AS (
                 SELECT pg_notify(\(ChangeNotice.channel), n) FROM UNNEST(\(notices)::text[]) AS n
             )
-            SELECT (SELECT count(*) FROM new_voters), (SELECT count(*) FROM notified)
+            SELECT (SELECT count(*) FROM new_voters), (SELECT count(*) FROM changed_voters),
+                (SELECT count(*) FROM new_keys), (SELECT count(*) FROM sequences), (SELECT count(*) FROM notified)
             """, logger: self.logger
-        ).decode((Int64, Int64).self).first { _ in true }
-        // The poll locks make a conflict here impossible; if one happens, roll the batch back
-        // rather than acknowledge votes whose dedupe row is missing.
-        guard inserted?.0 == Int64(insert.poll.count) else {
-            throw PostgresStoreError("a new voter row already existed: the batch is rolled back")
+        ).decode((Int64, Int64, Int64, Int64, Int64).self).first { _ in true }
+        guard let counts else { throw PostgresStoreError("the commit statement returned no row") }
+        // A voter or key another node stored since the read, or a voter it changed: decide again.
+        guard counts.0 == insert.poll.count, counts.1 == update.poll.count, counts.2 == writes.keyPoll.count else {
+            throw LostRace()
+        }
+        // Only this shard writes its sequences: a row that did not follow is a node number in
+        // use twice, which no retry mends.
+        guard counts.3 == changes.count else {
+            throw PostgresStoreError("another process writes this node's shard: the batch is rolled back")
+        }
+    }
+}
+
+/// A store's node number, taken from PostgreSQL at its first commit.
+final class NodeNumber: Sendable {
+    private let number = Mutex<Int32?>(nil)
+
+    func number(in database: PostgresDatabase) async throws -> Int32 {
+        if let number = self.number.withLock({ $0 }) { return number }
+        let taken = try await database.registerNode()
+        return self.number.withLock { number in
+            if number == nil { number = taken }
+            return number!
         }
     }
 }

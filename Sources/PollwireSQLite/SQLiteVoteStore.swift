@@ -34,7 +34,7 @@ public struct SQLiteVoteStore: VoteStore {
             let open =
                 row[1] == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
-            polls[vote.pollID] = BatchedPoll(version: row[0], open: open)
+            polls[vote.pollID] = BatchedPoll(sequence: row[0], open: open)
         }
 
         let insert = try db.cachedStatement(
@@ -51,7 +51,7 @@ public struct SQLiteVoteStore: VoteStore {
                         of: VoteRules.decide(vote, poll: polls[vote.pollID], earlier: .init()), version: 0))
                 continue
             }
-            let version = poll.version + 1
+            let version = poll.sequence + 1
             // The INSERT first: where the unique indexes find nothing to collide with, the rules
             // store a first ballot (`VoteRules.decide` with nothing earlier). Only a conflict
             // reads what is earlier and asks the rules.
@@ -92,7 +92,7 @@ public struct SQLiteVoteStore: VoteStore {
             for delta in change.deltas {
                 try upsert.execute(arguments: [id, delta.key.question, delta.key.key, delta.amount])
             }
-            try bump.execute(arguments: [change.version, id])
+            try bump.execute(arguments: [change.sequence, id])
             changes.append(change)
         }
         return CommitResult(outcomes: outcomes, changes: changes)

@@ -6,8 +6,8 @@ import Testing
 
 @testable import PollwireEngine
 
-/// The engine's side of cluster mode: changes applied once and in version order whatever
-/// order they arrive in, stale marking, and votes answered within the commit deadline.
+/// The engine's side of cluster mode: changes applied once and in sequence order within their
+/// shard whatever order they arrive in, stale marking, and votes answered within the commit deadline.
 struct ClusterSeamTests {
     static let poll = Poll(
         id: "p1", title: "?",
@@ -17,9 +17,9 @@ struct ClusterSeamTests {
         ],
         createdAt: Date(), updatedAt: Date())
 
-    static func change(_ version: Int64, _ option: String) -> PollChange {
+    static func change(_ sequence: Int64, _ option: String, shard: Int32 = 0) -> PollChange {
         PollChange(
-            pollID: "p1", version: version,
+            pollID: "p1", shard: shard, sequence: sequence,
             deltas: [
                 TallyDelta(key: .ballots, amount: 1), TallyDelta(key: TallyKey(question: "q1", key: option), amount: 1),
             ], texts: [])
@@ -62,6 +62,61 @@ struct ClusterSeamTests {
         #expect(book.tally(of: "p1")?.ballots == 4)
         #expect(book.gaps(olderThan: .zero).isEmpty)
         #expect(!book.resync(StoredPoll(poll: Self.poll, version: 3, tally: tally, latestText: [:])), "older: ignored")
+    }
+
+    @Test func shardsAreAppliedEachInItsOwnOrderAndTheVersionCountsThemAll() {
+        let book = self.book()
+        // Nodes 1 and 2 commit the same poll at once; node 2's second commit overtakes its first.
+        let versions = book.apply([
+            Self.change(1, "a", shard: 1), Self.change(2, "b", shard: 2), Self.change(2, "a", shard: 1),
+        ])
+        #expect(versions == [1, nil, 2], "shard 2's 2 waits for its 1; shard 1 does not wait for shard 2")
+        #expect(book.gaps(olderThan: .zero) == ["p1"])
+        #expect(book.sequence(of: "p1", shard: 2) == 0)
+        #expect(book.apply([Self.change(1, "b", shard: 2)]) == [3])
+        #expect(book.state(of: "p1")?.version == 4, "shard 2's held 2 follows its 1")
+        #expect(book.apply([Self.change(2, "b", shard: 2), Self.change(1, "a", shard: 1)]) == [nil, nil], "repeats")
+        #expect(book.state(of: "p1")?.version == 4)
+        #expect(book.tally(of: "p1")?[TallyKey(question: "q1", key: "b")] == 2)
+        #expect(book.tally(of: "p1")?.ballots == 4)
+        #expect(book.gaps(olderThan: .zero).isEmpty)
+    }
+
+    @Test func aStoreReadBehindTheBookInOneShardDoesNotReplaceItsCounters() {
+        let book = self.book()
+        book.apply([Self.change(1, "a", shard: 1), Self.change(3, "a", shard: 2)])
+        var tally = Tally()
+        tally.apply([
+            TallyDelta(key: .ballots, amount: 2), TallyDelta(key: TallyKey(question: "q1", key: "b"), amount: 2),
+        ])
+        // Read before shard 1's commit landed, after shard 2's first two: behind in shard 1.
+        #expect(!book.resync(StoredPoll(poll: Self.poll, shards: [2: 2], tally: tally, latestText: [:])))
+        #expect(book.state(of: "p1")?.version == 1)
+        #expect(book.gaps(olderThan: .zero) == ["p1"], "the gap stays open for the next read")
+        // A later read holds all of it: taken, and shard 2's held 3 follows.
+        tally.apply([
+            TallyDelta(key: .ballots, amount: 1), TallyDelta(key: TallyKey(question: "q1", key: "a"), amount: 1),
+        ])
+        #expect(book.resync(StoredPoll(poll: Self.poll, shards: [1: 1, 2: 2], tally: tally, latestText: [:])))
+        #expect(book.state(of: "p1")?.version == 4)
+        #expect(book.tally(of: "p1")?.ballots == 4)
+        #expect(book.gaps(olderThan: .zero).isEmpty)
+    }
+
+    @Test func votersAreToldTheVersionTheBookReachedWithTheirCommit() {
+        let renumbered = VoteIngestor.renumbering(
+            [Self.change(5, "a", shard: 2), PollChange(pollID: "p2", shard: 2, sequence: 3, deltas: [], texts: [])],
+            versions: [9, 3])
+        #expect(renumbered.count == 1, "the same number needs no renumbering")
+        let (sequence, version) = (renumbered["p1"]!.sequence, renumbered["p1"]!.version)
+        #expect(
+            VoteIngestor.renumber(.accepted(version: 5, replayed: false), from: sequence, to: version)
+                == .accepted(version: 9, replayed: false))
+        #expect(VoteIngestor.renumber(.duplicate(version: 5), from: sequence, to: version) == .duplicate(version: 9))
+        #expect(
+            VoteIngestor.renumber(.duplicate(version: 4), from: sequence, to: version) == .duplicate(version: 4),
+            "an earlier commit's number stays")
+        #expect(VoteIngestor.renumber(.conflict, from: sequence, to: version) == .conflict)
     }
 
     @Test func staleResultsSayStaleAndChangeTheirETag() throws {

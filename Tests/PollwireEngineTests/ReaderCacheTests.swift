@@ -21,7 +21,7 @@ import Testing
     func vote(_ book: TallyBook, _ id: String, version: Int64) {
         book.apply([
             PollChange(
-                pollID: id, version: version, deltas: [TallyDelta(key: TallyKey(question: "q1", key: "a"), amount: 1)],
+                pollID: id, sequence: version, deltas: [TallyDelta(key: TallyKey(question: "q1", key: "a"), amount: 1)],
                 texts: [])
         ])
     }

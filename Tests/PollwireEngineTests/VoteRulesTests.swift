@@ -26,14 +26,15 @@ import Testing
     var canonicalA: String { (try? self.poll.ballot(answers: ["q1": .options(["a"])]).canonical) ?? "" }
 
     @Test func eachRuleInItsOrder() throws {
-        let open = BatchedPoll(version: 4, open: true)
+        let open = BatchedPoll(sequence: 4, open: true)
         let a = try self.vote("a", key: "k")
         let earlierA = VoteRules.Earlier(
             keyed: (self.canonicalA, 2), voter: (revision: 0, answers: self.canonicalA, keys: "x", version: 3))
         // The poll comes first: missing, then not open, whatever is earlier.
         #expect(VoteRules.decide(a, poll: nil, earlier: earlierA) == .answer(.pollNotFound))
         #expect(
-            VoteRules.decide(a, poll: BatchedPoll(version: 4, open: false), earlier: earlierA) == .answer(.pollNotOpen))
+            VoteRules.decide(a, poll: BatchedPoll(sequence: 4, open: false), earlier: earlierA) == .answer(.pollNotOpen)
+        )
         // Then the idempotency key, before the voter: a replay answers what the key answered first.
         #expect(VoteRules.decide(a, poll: open, earlier: earlierA) == .answer(.accepted(version: 2, replayed: true)))
         let b = try self.vote("b", key: "k", allowChange: true)

@@ -34,7 +34,7 @@ import Testing
                 .accepted(version: 1, replayed: true), .idempotencyMismatch, .pollNotOpen, .pollNotFound,
             ])
         #expect(result.changes.count == 1)
-        #expect(result.changes[0].version == 1)
+        #expect(result.changes[0].sequence == 1)
         #expect(try store.storedTally(poll.id) == store.recount(poll))
         #expect(try store.storedTally(poll.id)[TallyKey(question: "q1", key: "a")] == 1)
     }

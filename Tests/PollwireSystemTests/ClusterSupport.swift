@@ -278,8 +278,9 @@ struct TestCluster {
     }
 
     /// What PostgreSQL holds for a poll: each voter's latest answers (by stored voter id: `v:`
-    /// and the voter's own id), the tallies, a recount of
-    /// the tallies from the voters' latest ballots, the version and the number of ballot rows.
+    /// and the voter's own id), the tallies (summed over the nodes' shards), a recount of the
+    /// tallies from the voters' latest ballots, the version (the sum of the shards' sequences)
+    /// and the number of ballot rows.
     func stored(
         _ pollID: String
     ) throws -> (
@@ -295,11 +296,17 @@ struct TestCluster {
         }
         var tallies: [String: Int64] = [:]
         for row in try self.postgres.query(
-            "SELECT question || '/' || key, count FROM tallies WHERE poll_id = '\(pollID)' AND count <> 0")
+            """
+            SELECT question || '/' || key, sum(count) FROM tally_shards WHERE poll_id = '\(pollID)'
+            GROUP BY question, key HAVING sum(count) <> 0
+            """)
         {
             tallies[row[0]] = Int64(row[1])
         }
-        let version = Int64(try self.postgres.query("SELECT version FROM polls WHERE id = '\(pollID)'")[0][0]) ?? -1
+        let version =
+            Int64(
+                try self.postgres.query(
+                    "SELECT COALESCE(sum(sequence), 0) FROM poll_shards WHERE poll_id = '\(pollID)'")[0][0]) ?? -1
         let ballots =
             Int(try self.postgres.query("SELECT count(*) FROM ballots WHERE poll_id = '\(pollID)'")[0][0]) ?? -1
         return (answers, tallies, recount, version, ballots)

@@ -3,6 +3,7 @@ import PollwireCore
 import PollwireEngine
 import PollwirePostgres
 import PollwireSQLite
+import PostgresNIO
 import Testing
 
 /// The same votes against both stores, the embedded SQLite file and a real PostgreSQL: the same
@@ -144,5 +145,86 @@ import Testing
             let late = try await stores.votes.commit([try self.vote(closing, "v:1", "a")], at: Date())
             #expect(late.outcomes == [.pollNotOpen], "\(kind)")
         }
+    }
+
+    /// Three nodes (three stores, each its own shard) commit the same poll at once, with the
+    /// same voters changing their minds and the same idempotency keys: no commit waits for
+    /// another's lock, the races on the unique keys are decided again, and what is stored adds
+    /// up: every voter counted once with their last ballot, each key stored once, the version
+    /// the number of commits that stored something.
+    @Test func nodesCommittingOnePollAtOnceCountEveryVoterOnce() async throws {
+        let postgres = try ThrowawayPostgres.start()
+        defer { postgres.destroy() }
+        let database = try PostgresDatabase(url: postgres.url, maxConnections: 6)
+        let pool = Task { await database.run() }
+        defer { pool.cancel() }
+        try await database.migrate()
+        let polls = PostgresPollStore(database: database)
+        let poll = self.poll(PollSettings(allowChange: true))
+        try await polls.insert(poll)
+        let nodes = (0..<3).map { _ in PostgresVoteStore(database: database) }
+
+        let rounds = 30
+        let (results, commits) = try await withThrowingTaskGroup(
+            of: ([(VoteCommand, VoteOutcome)], Int64).self
+        ) { group in
+            for (index, node) in nodes.enumerated() {
+                group.addTask {
+                    var random = SplitMix64(seed: UInt64(index + 1))
+                    var answered: [(VoteCommand, VoteOutcome)] = []
+                    var commits: Int64 = 0
+                    for round in 0..<rounds {
+                        // 8 of 20 voters, and one key all nodes use in this round.
+                        var votes = try (0..<8).map { _ in
+                            try self.vote(poll, "v:\(random.next() % 20)", random.next() % 2 == 0 ? "a" : "b")
+                        }
+                        votes.append(try self.vote(poll, nil, "a", key: "k\(round)"))
+                        let result = try await node.commit(votes, at: Date())
+                        answered += zip(votes, result.outcomes).map { ($0, $1) }
+                        commits += Int64(result.changes.count)
+                    }
+                    return (answered, commits)
+                }
+            }
+            var all: [(VoteCommand, VoteOutcome)] = []
+            var commits: Int64 = 0
+            for try await (answered, stored) in group {
+                all += answered
+                commits += stored
+            }
+            return (all, commits)
+        }
+
+        #expect(results.count == 3 * rounds * 9)
+        for (vote, outcome) in results {
+            switch outcome {
+            case .accepted, .changed, .duplicate: continue
+            default: Issue.record("\(vote.voter ?? vote.idempotencyKey ?? "?"): \(outcome)")
+            }
+        }
+        // Each round's key was stored by exactly one node; the others replayed it.
+        let firstUses = results.filter { vote, outcome in
+            if vote.idempotencyKey != nil, case .accepted(_, replayed: false) = outcome { return true }
+            return false
+        }
+        #expect(firstUses.count == rounds)
+
+        let stored = try #require(try await polls.loadPolls(latestTextLimit: 10).first { $0.poll.id == poll.id })
+        #expect(stored.shards.count == 3, "one shard per node")
+        // The voters' last ballots, read back from the voters table, and the keyed ballots.
+        var recount: [TallyKey: Int64] = [:]
+        for try await keys in try await database.client.query(
+            "SELECT keys FROM voters WHERE poll_id = \(poll.id)"
+        ).decode(String.self) {
+            for key in StoredKeys.decode(keys) { recount[key, default: 0] += 1 }
+        }
+        let voters = recount[.ballots] ?? 0
+        #expect(voters == 20)
+        #expect(stored.tally.ballots == voters + Int64(rounds), "every voter once, every key once")
+        #expect(
+            stored.tally[TallyKey(question: "q1", key: "a")] == (recount[TallyKey(question: "q1", key: "a")] ?? 0)
+                + Int64(rounds))
+        #expect(stored.tally[TallyKey(question: "q1", key: "b")] == recount[TallyKey(question: "q1", key: "b")] ?? 0)
+        #expect(stored.version == commits, "the version counts the commits that stored something")
     }
 }
