@@ -289,6 +289,10 @@ struct LoadOptions: ParsableArguments {
 
     func pollID(group: MultiThreadedEventLoopGroup) async throws -> String {
         if let poll { return poll }
+        return try await self.newPoll(group: group)
+    }
+
+    func newPoll(group: MultiThreadedEventLoopGroup) async throws -> String {
         let admin = try await HTTPConnection.connect(host: self.server.host, port: self.server.port, group: group)
         defer { admin.channel.close(promise: nil) }
         return try await createPoll(admin, key: self.server.key)
@@ -308,14 +312,19 @@ struct Ingest: AsyncParsableCommand {
     @OptionGroup var options: LoadOptions
     @Option(help: "Ballots per request: 1 sends POST /v1/polls/{id}/votes, more sends POST /v1/votes:batch.")
     var batch = 1
+    @Option(help: "New polls to spread the votes over, request by request (the default 1: one hot poll).")
+    var polls = 1
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.options.threads)
-        let pollID = try await self.options.pollID(group: group)
+        var created = [try await self.options.pollID(group: group)]
+        while created.count < self.polls { created.append(try await self.options.newPoll(group: group)) }
+        let pollIDs = created
         let connections = try await self.options.connect(group: group)
         let batch = max(1, self.batch)
         let key = self.options.server.key
         var report = try await self.options.load(connections).run(group: group) { index in
+            let pollID = pollIDs[index % pollIDs.count]
             if batch == 1 {
                 return .init(
                     method: .POST, path: "/v1/polls/\(pollID)/votes", headers: [("Content-Type", "application/json")],
@@ -333,7 +342,10 @@ struct Ingest: AsyncParsableCommand {
                 body: ByteBuffer(string: body))
         }
         report.unitsPerRequest = batch
-        let extra = [("batch", "\(batch)"), ("rate", "\(self.options.rate)"), ("connections", "\(connections.count)")]
+        let extra = [
+            ("batch", "\(batch)"), ("rate", "\(self.options.rate)"), ("connections", "\(connections.count)"),
+            ("polls", "\(pollIDs.count)"),
+        ]
         print(
             self.options.server.json ? report.json(scenario: "ingest", extra: extra) : report.table(scenario: "ingest"))
         for connection in connections { connection.channel.close(promise: nil) }

@@ -52,7 +52,7 @@ public struct PostgresVoteStore: VoteStore {
                 return try await self.database.client.withTransaction(logger: self.logger) { connection in
                     try await self.commit(votes, at: now, node: node, on: connection)
                 }
-            } catch where attempt < Self.maxAttempts && Self.lostRace(error) {
+            } catch  where attempt < Self.maxAttempts && Self.lostRace(error) {
                 self.logger.debug(
                     "a commit raced another node's; deciding it again", metadata: ["attempt": "\(attempt)"])
                 attempt += 1
@@ -90,6 +90,8 @@ public struct PostgresVoteStore: VoteStore {
 
     /// Voter rows to insert or update, as columns.
     struct VoterColumns {
+        /// Updates carry the revision read (`storedRevision`), inserts do not.
+        let isUpdate: Bool
         var poll: [String] = []
         var voter: [String] = []
         var revision: [Int64] = []
@@ -136,26 +138,18 @@ public struct PostgresVoteStore: VoteStore {
         let candidates = votes.filter { polls[$0.pollID]?.open == true }
         let keyPairs = candidates.compactMap { vote in vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) } }
         if !keyPairs.isEmpty {
-            for try await (poll, key, answers, version) in try await connection.query(
-                """
-                SELECT i.poll_id, i.key, i.answers, i.version FROM idempotency_keys i
-                JOIN UNNEST(\(keyPairs.map(\.poll))::text[], \(keyPairs.map(\.id))::text[]) AS u(poll_id, key)
-                  ON i.poll_id = u.poll_id AND i.key = u.key
-                """, logger: self.logger
-            ).decode((String, String, String, Int64).self) {
+            for try await (poll, key, answers, version) in try await connection.execute(
+                CommitStatements.ReadKeys(polls: keyPairs.map(\.poll), keys: keyPairs.map(\.id)), logger: self.logger)
+            {
                 keys[Pair(poll: poll, id: key)] = (answers, version)
             }
         }
         let voterPairs = candidates.compactMap { vote in vote.voter.map { Pair(poll: vote.pollID, id: $0) } }
         if !voterPairs.isEmpty {
-            for try await (poll, voter, revision, answers, stored, version) in try await connection.query(
-                """
-                SELECT v.poll_id, v.voter, v.revision, v.answers, v.keys, v.version FROM voters v
-                JOIN UNNEST(\(voterPairs.map(\.poll))::text[], \(voterPairs.map(\.id))::text[]) AS u(poll_id, voter)
-                  ON v.poll_id = u.poll_id AND v.voter = u.voter
-                ORDER BY v.poll_id, v.voter FOR UPDATE OF v
-                """, logger: self.logger
-            ).decode((String, String, Int32, String, String, Int64).self) {
+            for try await (poll, voter, revision, answers, stored, version) in try await connection.execute(
+                CommitStatements.ReadVoters(polls: voterPairs.map(\.poll), voters: voterPairs.map(\.id)),
+                logger: self.logger)
+            {
                 voters[Pair(poll: poll, id: voter)] = VoterRow(
                     revision: Int64(revision), storedRevision: Int64(revision), answers: answers, keys: stored,
                     version: version, existed: true)
@@ -182,13 +176,9 @@ public struct PostgresVoteStore: VoteStore {
         _ ids: [String], node: Int32, at timestamp: Double, on connection: PostgresConnection
     ) async throws -> [String: BatchedPoll] {
         var polls: [String: BatchedPoll] = [:]
-        for try await (id, sequence, status, opensAt, closesAt) in try await connection.query(
-            """
-            SELECT p.id, COALESCE(s.sequence, 0), p.status, p.opens_at, p.closes_at FROM polls p
-            LEFT JOIN poll_shards s ON s.poll_id = p.id AND s.node = \(node)
-            WHERE p.id = ANY(\(ids)::text[]) ORDER BY p.id FOR SHARE OF p
-            """, logger: self.logger
-        ).decode((String, Int64, String, Double?, Double?).self) {
+        for try await (id, sequence, status, opensAt, closesAt) in try await connection.execute(
+            CommitStatements.ReadPolls(ids: ids, node: node), logger: self.logger)
+        {
             let open =
                 status == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
@@ -248,15 +238,14 @@ public struct PostgresVoteStore: VoteStore {
         return outcome
     }
 
-    /// Every write of the batch in one statement. Nullable columns travel as '' (PostgresNIO
-    /// arrays have no NULL elements) and become NULL again with NULLIF. Rows are written in key
-    /// order, so that two commits that touch the same voters lock them in the same order.
+    /// Every write of the batch in one statement (`CommitStatements.Write`). Rows are written in
+    /// key order, so that two commits that touch the same voters lock them in the same order.
     private func write(
         _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], node: Int32, at now: Date,
         on connection: PostgresConnection
     ) async throws {
-        var insert = VoterColumns()
-        var update = VoterColumns()
+        var insert = VoterColumns(isUpdate: false)
+        var update = VoterColumns(isUpdate: true)
         for (pair, row) in voters.sorted(by: { ($0.key.poll, $0.key.id) < ($1.key.poll, $1.key.id) }) where row.touched
         {
             if row.existed { update.append(pair, row) } else { insert.append(pair, row) }
@@ -271,53 +260,10 @@ public struct PostgresVoteStore: VoteStore {
             }
         }
         let notices = changes.map { ChangeNotice(change: $0).payload() }
-        let counts = try await connection.query(
-            """
-            WITH new_voters AS (
-                INSERT INTO voters (poll_id, voter, revision, answers, keys, version)
-                SELECT p, v, r::integer, a, k, ver FROM UNNEST(
-                    \(insert.poll)::text[], \(insert.voter)::text[], \(insert.revision)::int8[],
-                    \(insert.answers)::text[], \(insert.keys)::text[], \(insert.version)::int8[]) AS u(p, v, r, a, k, ver)
-                ON CONFLICT DO NOTHING RETURNING 1
-            ), changed_voters AS (
-                UPDATE voters SET revision = u.r::integer, answers = u.a, keys = u.k, version = u.ver
-                FROM UNNEST(
-                    \(update.poll)::text[], \(update.voter)::text[], \(update.revision)::int8[],
-                    \(update.storedRevision)::int8[], \(update.answers)::text[], \(update.keys)::text[],
-                    \(update.version)::int8[]) AS u(p, v, r, was, a, k, ver)
-                WHERE voters.poll_id = u.p AND voters.voter = u.v AND voters.revision = u.was::integer
-                RETURNING 1
-            ), new_keys AS (
-                INSERT INTO idempotency_keys (poll_id, key, answers, version)
-                SELECT * FROM UNNEST(
-                    \(writes.keyPoll)::text[], \(writes.keyID)::text[], \(writes.keyAnswers)::text[],
-                    \(writes.keyVersion)::int8[])
-                ON CONFLICT DO NOTHING RETURNING 1
-            ), new_ballots AS (
-                INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
-                SELECT p, NULLIF(v, ''), r::integer, NULLIF(i, ''), a, k, ver, \(now) FROM UNNEST(
-                    \(writes.ballotPoll)::text[], \(writes.ballotVoter)::text[], \(writes.ballotRevision)::int8[],
-                    \(writes.ballotKey)::text[], \(writes.ballotAnswers)::text[], \(writes.ballotKeys)::text[],
-                    \(writes.ballotVersion)::int8[]) AS u(p, v, r, i, a, k, ver)
-            ), counted AS (
-                INSERT INTO tally_shards (poll_id, node, question, key, count)
-                SELECT p, \(node), q, k, n FROM UNNEST(
-                    \(tally.poll)::text[], \(tally.question)::text[], \(tally.key)::text[], \(tally.amount)::int8[])
-                    AS u(p, q, k, n)
-                ON CONFLICT (poll_id, node, question, key) DO UPDATE SET count = tally_shards.count + excluded.count
-            ), sequences AS (
-                INSERT INTO poll_shards (poll_id, node, sequence)
-                SELECT p, \(node), s FROM UNNEST(\(changes.map(\.pollID))::text[], \(changes.map(\.sequence))::int8[]) AS u(p, s)
-                ON CONFLICT (poll_id, node) DO UPDATE SET sequence = excluded.sequence
-                WHERE poll_shards.sequence = excluded.sequence - 1
-                RETURNING 1
-            ), notified AS (
-                SELECT pg_notify(\(ChangeNotice.channel), n) FROM UNNEST(\(notices)::text[]) AS n
-            )
-            SELECT (SELECT count(*) FROM new_voters), (SELECT count(*) FROM changed_voters),
-                (SELECT count(*) FROM new_keys), (SELECT count(*) FROM sequences), (SELECT count(*) FROM notified)
-            """, logger: self.logger
-        ).decode((Int64, Int64, Int64, Int64, Int64).self).first { _ in true }
+        let statement = CommitStatements.Write(
+            insert: insert, update: update, writes: writes, now: now, tally: tally, node: node,
+            changed: (changes.map(\.pollID), changes.map(\.sequence)), notices: notices)
+        let counts = try await connection.execute(statement, logger: self.logger).first { _ in true }
         guard let counts else { throw PostgresStoreError("the commit statement returned no row") }
         // A voter or key another node stored since the read, or a voter it changed: decide again.
         guard counts.0 == insert.poll.count, counts.1 == update.poll.count, counts.2 == writes.keyPoll.count else {
