@@ -35,60 +35,70 @@ import Testing
 
     @Test func votesThroughHAProxyReachViewersOnEveryNode() async throws {
         let cluster = try await TestCluster.start()
-        let pollID = try await cluster.createPoll(Self.poll)
-        let viewers = try cluster.nodes.map { try SSEViewer(port: $0.port, pollID: pollID) }
-        defer { for viewer in viewers { viewer.stop() } }
+        // A failed expectation that throws must not leave the nodes, HAProxy and PostgreSQL running.
+        do {
+            let pollID = try await cluster.createPoll(Self.poll)
+            let viewers = try cluster.nodes.map { try SSEViewer(port: $0.port, pollID: pollID) }
+            defer { for viewer in viewers { viewer.stop() } }
 
-        // 8 clients through HAProxy, 1,200 voters; every 5th voter then changes their ballot
-        // and sends the changed one twice (the second is a duplicate).
-        let ledger = Ledger()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<8 {
-                group.addTask { try await self.voteThroughProxy(cluster, pollID: pollID, ledger: ledger, until: 1200) }
+            // 8 clients through HAProxy, 1,200 voters; every 5th voter then changes their ballot
+            // and sends the changed one twice (the second is a duplicate).
+            let ledger = Ledger()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await self.voteThroughProxy(cluster, pollID: pollID, ledger: ledger, until: 1200)
+                    }
+                }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
-        }
-        #expect(ledger.unknown.withLock { $0.isEmpty }, "no node failed here: every vote must be answered")
+            #expect(ledger.unknown.withLock { $0.isEmpty }, "no node failed here: every vote must be answered")
 
-        let stored = try cluster.stored(pollID)
-        #expect(stored.answers.count == 1200)
-        #expect(stored.tallies == stored.recount)
-        #expect(stored.ballots == 1200 + 240, "1,200 first ballots and 240 changes")
-        for viewer in viewers {
-            #expect(
-                try await viewer.wait(for: stored.version, timeout: .seconds(5)), "a viewer never saw the last version")
-            #expect(viewer.latest?["version"] as? Int == Int(stored.version))
-            #expect(viewer.latest?["total"] as? Int == 1200)
-        }
-        for node in cluster.nodes {
-            let reader = node.client()
-            let results = try await reader.json(.get, "/v1/polls/\(pollID)/results").object()
-            try await reader.shutdown()
-            #expect(results["version"] as? Int == Int(stored.version))
-            #expect(
-                Self.counts(results) == Self.counts(stored.tallies), "node \(node.port) counts differ from PostgreSQL")
-        }
+            let stored = try cluster.stored(pollID)
+            #expect(stored.answers.count == 1200)
+            #expect(stored.tallies == stored.recount)
+            #expect(stored.ballots == 1200 + 240, "1,200 first ballots and 240 changes")
+            for viewer in viewers {
+                #expect(
+                    try await viewer.wait(for: stored.version, timeout: .seconds(5)),
+                    "a viewer never saw the last version")
+                #expect(viewer.latest?["version"] as? Int == Int(stored.version))
+                #expect(viewer.latest?["total"] as? Int == 1200)
+            }
+            for node in cluster.nodes {
+                let reader = node.client()
+                let results = try await reader.json(.get, "/v1/polls/\(pollID)/results").object()
+                try await reader.shutdown()
+                #expect(results["version"] as? Int == Int(stored.version))
+                #expect(
+                    Self.counts(results) == Self.counts(stored.tallies),
+                    "node \(node.port) counts differ from PostgreSQL")
+            }
 
-        // Propagation: a vote acknowledged by node 1 until node 2's viewer sees its version.
-        let node1 = cluster.nodes[0].client()
-        var latencies: [Duration] = []
-        for n in 0..<100 {
-            let response = try await node1.json(.post, "/v1/polls/\(pollID)/votes", Self.ballot(10_000 + n))
-            let acknowledged = ContinuousClock.now
-            let version = try #require(try response.object()["version"] as? Int)
-            #expect(try await viewers[1].wait(for: Int64(version), timeout: .seconds(5)))
-            let seen = try #require(viewers[1].firstSeen(atLeast: Int64(version)))
-            latencies.append(max(.zero, seen - acknowledged))
-            try await Task.sleep(for: .milliseconds(10))
+            // Propagation: a vote acknowledged by node 1 until node 2's viewer sees its version.
+            let node1 = cluster.nodes[0].client()
+            var latencies: [Duration] = []
+            for n in 0..<100 {
+                let response = try await node1.json(.post, "/v1/polls/\(pollID)/votes", Self.ballot(10_000 + n))
+                let acknowledged = ContinuousClock.now
+                let version = try #require(try response.object()["version"] as? Int)
+                #expect(try await viewers[1].wait(for: Int64(version), timeout: .seconds(5)))
+                let seen = try #require(viewers[1].firstSeen(atLeast: Int64(version)))
+                latencies.append(max(.zero, seen - acknowledged))
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await node1.shutdown()
+            latencies.sort()
+            print(
+                "cluster propagation (ack on node 1 -> SSE on node 2, 100 votes): p50 \(latencies[50]), p99 \(latencies[98]), max \(latencies[99])"
+            )
+            #expect(latencies[98] < .seconds(1), "a vote took \(latencies[98]) to reach another node's viewer")
+            try await self.stateChangesReachEveryNode(cluster)
+            try await self.aPollMadeOnOneNodeIsFoundOnTheOthersAtOnce(cluster)
+        } catch {
+            await cluster.stop()
+            throw error
         }
-        try await node1.shutdown()
-        latencies.sort()
-        print(
-            "cluster propagation (ack on node 1 -> SSE on node 2, 100 votes): p50 \(latencies[50]), p99 \(latencies[98]), max \(latencies[99])"
-        )
-        #expect(latencies[98] < .seconds(1), "a vote took \(latencies[98]) to reach another node's viewer")
-        try await self.stateChangesReachEveryNode(cluster)
-        try await self.aPollMadeOnOneNodeIsFoundOnTheOthersAtOnce(cluster)
         await cluster.stop()
     }
 
@@ -171,28 +181,37 @@ import Testing
 
     @Test func sigkillOfANodeLosesNoAcknowledgedVote() async throws {
         var cluster = try await TestCluster.start()
-        let pollID = try await cluster.createPoll(Self.poll)
-        let ledger = Ledger()
-        let running = cluster
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<6 {
-                group.addTask { try await self.voteThroughProxy(running, pollID: pollID, ledger: ledger, until: 4000) }
+        // A failed expectation that throws must not leave the nodes, HAProxy and PostgreSQL running.
+        do {
+            let pollID = try await cluster.createPoll(Self.poll)
+            let ledger = Ledger()
+            let running = cluster
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        try await self.voteThroughProxy(running, pollID: pollID, ledger: ledger, until: 4000)
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(800))
+                running.nodes[1].kill()
+                try await group.waitForAll()
             }
-            try await Task.sleep(for: .milliseconds(800))
-            running.nodes[1].kill()
-            try await group.waitForAll()
-        }
-        print(
-            "cluster SIGKILL: \(ledger.acknowledged.withLock { $0.count }) acknowledged, \(ledger.unknown.withLock { $0.count }) unanswered"
-        )
-        try await self.retryUnknown(cluster, pollID: pollID, ledger: ledger)
-        try self.checkNothingLost(cluster, pollID: pollID, ledger: ledger)
+            print(
+                "cluster SIGKILL: \(ledger.acknowledged.withLock { $0.count }) acknowledged, \(ledger.unknown.withLock { $0.count }) unanswered"
+            )
+            try await self.retryUnknown(cluster, pollID: pollID, ledger: ledger)
+            try self.checkNothingLost(cluster, pollID: pollID, ledger: ledger)
 
-        // The survivors agree with PostgreSQL; a restarted node catches up from it.
-        cluster.nodes[1] = try await TestCluster.startNode(1, postgres: cluster.postgres, directory: cluster.directory)
-        let stored = try cluster.stored(pollID)
-        for node in cluster.nodes {
-            try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
+            // The survivors agree with PostgreSQL; a restarted node catches up from it.
+            cluster.nodes[1] = try await TestCluster.startNode(
+                1, postgres: cluster.postgres, directory: cluster.directory)
+            let stored = try cluster.stored(pollID)
+            for node in cluster.nodes {
+                try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
+            }
+        } catch {
+            await cluster.stop()
+            throw error
         }
         await cluster.stop()
     }
@@ -201,31 +220,41 @@ import Testing
 
     @Test func postgresRestartLosesNothingAndNodesRecoverByThemselves() async throws {
         let cluster = try await TestCluster.start()
-        let pollID = try await cluster.createPoll(Self.poll)
-        let ledger = Ledger()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<6 {
-                group.addTask { try await self.voteThroughProxy(cluster, pollID: pollID, ledger: ledger, until: 3000) }
+        // A failed expectation that throws must not leave the nodes, HAProxy and PostgreSQL running.
+        do {
+            let pollID = try await cluster.createPoll(Self.poll)
+            let ledger = Ledger()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        try await self.voteThroughProxy(cluster, pollID: pollID, ledger: ledger, until: 3000)
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(600))
+                try cluster.postgres.stopServer()
+                try await self.checkDegraded(cluster.nodes[0], pollID: pollID)
+                try cluster.postgres.startServer()
+                // Every node gets ready again by itself.
+                for node in cluster.nodes {
+                    #expect(
+                        try await self.waitForReady(node, timeout: .seconds(20)), "node \(node.port) did not recover")
+                }
+                try await group.waitForAll()
             }
-            try await Task.sleep(for: .milliseconds(600))
-            try cluster.postgres.stopServer()
-            try await self.checkDegraded(cluster.nodes[0], pollID: pollID)
-            try cluster.postgres.startServer()
-            // Every node gets ready again by itself.
+            print(
+                "cluster PostgreSQL restart: \(ledger.acknowledged.withLock { $0.count }) acknowledged, \(ledger.refused.load(ordering: .relaxed)) refused or unanswered"
+            )
+            #expect(
+                ledger.refused.load(ordering: .relaxed) > 0, "PostgreSQL was down: some votes must have been refused")
+            try await self.retryUnknown(cluster, pollID: pollID, ledger: ledger)
+            try self.checkNothingLost(cluster, pollID: pollID, ledger: ledger)
+            let stored = try cluster.stored(pollID)
             for node in cluster.nodes {
-                #expect(try await self.waitForReady(node, timeout: .seconds(20)), "node \(node.port) did not recover")
+                try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
             }
-            try await group.waitForAll()
-        }
-        print(
-            "cluster PostgreSQL restart: \(ledger.acknowledged.withLock { $0.count }) acknowledged, \(ledger.refused.load(ordering: .relaxed)) refused or unanswered"
-        )
-        #expect(ledger.refused.load(ordering: .relaxed) > 0, "PostgreSQL was down: some votes must have been refused")
-        try await self.retryUnknown(cluster, pollID: pollID, ledger: ledger)
-        try self.checkNothingLost(cluster, pollID: pollID, ledger: ledger)
-        let stored = try cluster.stored(pollID)
-        for node in cluster.nodes {
-            try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
+        } catch {
+            await cluster.stop()
+            throw error
         }
         await cluster.stop()
     }
