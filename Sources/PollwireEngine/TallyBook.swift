@@ -163,33 +163,43 @@ public final class TallyBook: Sendable {
     /// Applies committed changes, each exactly once and in sequence order within its shard: a
     /// change at or below its shard's sequence is ignored (a change feed repeats this node's own
     /// commits), one that skips sequences waits in `pending` until the missing ones arrive (or a
-    /// resync). Returns, per change, the poll's version once it is applied (nil: not applied now).
-    @discardableResult
-    public func apply(_ changes: [PollChange]) -> [Int64?] {
+    /// resync).
+    public func apply(_ changes: [PollChange]) {
+        _ = self.apply(changes, reporting: false)
+    }
+
+    /// `apply`, and per change the poll's version once it is applied (nil: not applied now): what
+    /// a cluster node tells the voters of its commit (`VoteIngestor`).
+    public func applyReportingVersions(_ changes: [PollChange]) -> [Int64?] {
+        self.apply(changes, reporting: true)
+    }
+
+    /// Without `reporting` nothing is allocated for the answer (the empty array).
+    private func apply(_ changes: [PollChange], reporting: Bool) -> [Int64?] {
         let limit = self.latestTextLimit
         return self.entries.withLock { entries in
             var versions: [Int64?] = []
-            versions.reserveCapacity(changes.count)
+            if reporting { versions.reserveCapacity(changes.count) }
             for change in changes {
                 // One hash of the poll id; the entry is mutated in place: no copy of the counters.
                 guard let index = entries.index(forKey: change.pollID) else {
-                    versions.append(nil)
+                    if reporting { versions.append(nil) }
                     continue
                 }
                 let sequence = entries.values[index].shards[change.shard] ?? 0
                 guard change.sequence > sequence else {
-                    versions.append(nil)
+                    if reporting { versions.append(nil) }
                     continue
                 }
                 if change.sequence == sequence + 1 {
                     Self.apply(change, to: &entries.values[index], latestTextLimit: limit)
-                    versions.append(entries.values[index].version)
+                    if reporting { versions.append(entries.values[index].version) }
                     if !entries.values[index].pending.isEmpty {
                         Self.drainPending(&entries.values[index], latestTextLimit: limit)
                     }
                 } else {
                     Self.hold(change, in: &entries.values[index])
-                    versions.append(nil)
+                    if reporting { versions.append(nil) }
                 }
             }
             if !changes.isEmpty { self.moved(definitions: false) }

@@ -360,9 +360,15 @@ public final class VoteIngestor: Service, Sendable {
             Int64((ContinuousClock.now - started) / .nanoseconds(1)))
 
         // Durable from here on: count it in memory, then acknowledge.
-        let versions = self.book.apply(result.changes)
+        // One shard (the embedded store): its sequences are the versions, nothing to renumber.
+        var renumbered: [String: (sequence: Int64, version: Int64)] = [:]
+        if result.changes.contains(where: { $0.shard != 0 }) {
+            renumbered = Self.renumbering(
+                result.changes, versions: self.book.applyReportingVersions(result.changes))
+        } else {
+            self.book.apply(result.changes)
+        }
         self.onCommit(result.changes)
-        let renumbered = Self.renumbering(result.changes, versions: versions)
         var offset = 0
         for submission in batch {
             var outcomes = Array(result.outcomes[offset..<offset + submission.votes.count])

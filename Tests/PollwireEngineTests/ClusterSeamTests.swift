@@ -67,15 +67,17 @@ struct ClusterSeamTests {
     @Test func shardsAreAppliedEachInItsOwnOrderAndTheVersionCountsThemAll() {
         let book = self.book()
         // Nodes 1 and 2 commit the same poll at once; node 2's second commit overtakes its first.
-        let versions = book.apply([
+        let versions = book.applyReportingVersions([
             Self.change(1, "a", shard: 1), Self.change(2, "b", shard: 2), Self.change(2, "a", shard: 1),
         ])
         #expect(versions == [1, nil, 2], "shard 2's 2 waits for its 1; shard 1 does not wait for shard 2")
         #expect(book.gaps(olderThan: .zero) == ["p1"])
         #expect(book.sequence(of: "p1", shard: 2) == 0)
-        #expect(book.apply([Self.change(1, "b", shard: 2)]) == [3])
+        #expect(book.applyReportingVersions([Self.change(1, "b", shard: 2)]) == [3])
         #expect(book.state(of: "p1")?.version == 4, "shard 2's held 2 follows its 1")
-        #expect(book.apply([Self.change(2, "b", shard: 2), Self.change(1, "a", shard: 1)]) == [nil, nil], "repeats")
+        #expect(
+            book.applyReportingVersions([Self.change(2, "b", shard: 2), Self.change(1, "a", shard: 1)]) == [nil, nil],
+            "repeats")
         #expect(book.state(of: "p1")?.version == 4)
         #expect(book.tally(of: "p1")?[TallyKey(question: "q1", key: "b")] == 2)
         #expect(book.tally(of: "p1")?.ballots == 4)

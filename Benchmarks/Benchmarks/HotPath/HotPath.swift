@@ -42,7 +42,8 @@ struct MemoryVoteStore: VoteStore {
             outcomes: votes.map { _ in .accepted(version: version, replayed: false) },
             changes: [
                 PollChange(
-                    pollID: "bench", version: version, deltas: deltas.map { TallyDelta(key: $0.key, amount: $0.value) },
+                    pollID: "bench", sequence: version,
+                    deltas: deltas.map { TallyDelta(key: $0.key, amount: $0.value) },
                     texts: [])
             ])
     }
@@ -145,7 +146,7 @@ let benchmarks: @Sendable () -> Void = {
         let delta = TallyDelta(key: TallyKey(question: "q1", key: "b"), amount: 1)
         for _ in benchmark.scaledIterations {
             let version = fixtures.nextVersion()
-            fixtures.book.apply([PollChange(pollID: "bench", version: version, deltas: [delta], texts: [])])
+            fixtures.book.apply([PollChange(pollID: "bench", sequence: version, deltas: [delta], texts: [])])
         }
     }
 
@@ -155,7 +156,7 @@ let benchmarks: @Sendable () -> Void = {
         let delta = TallyDelta(key: TallyKey(question: "q1", key: "a"), amount: 1)
         for _ in benchmark.scaledIterations {
             let version = fixtures.nextVersion()
-            fixtures.book.apply([PollChange(pollID: "bench", version: version, deltas: [delta], texts: [])])
+            fixtures.book.apply([PollChange(pollID: "bench", sequence: version, deltas: [delta], texts: [])])
             blackHole(fixtures.book.snapshot(of: "bench", hidden: false))
         }
     }
@@ -166,7 +167,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark in
         let delta = TallyDelta(key: TallyKey(question: "q1", key: "c"), amount: 1)
         for _ in benchmark.scaledIterations {
-            let change = PollChange(pollID: "bench", version: fixtures.nextVersion(), deltas: [delta], texts: [])
+            let change = PollChange(pollID: "bench", sequence: fixtures.nextVersion(), deltas: [delta], texts: [])
             fixtures.hubBook.apply([change])
             fixtures.hub.changed([change])
             fixtures.hub.publish()
