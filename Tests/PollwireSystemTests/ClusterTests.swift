@@ -205,10 +205,7 @@ import Testing
             // The survivors agree with PostgreSQL; a restarted node catches up from it.
             cluster.nodes[1] = try await TestCluster.startNode(
                 1, postgres: cluster.postgres, directory: cluster.directory)
-            let stored = try cluster.stored(pollID)
-            for node in cluster.nodes {
-                try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
-            }
+            try await self.nodesAgreeWithPostgreSQL(cluster, pollID: pollID)
         } catch {
             await cluster.stop()
             throw error
@@ -248,10 +245,7 @@ import Testing
                 ledger.refused.load(ordering: .relaxed) > 0, "PostgreSQL was down: some votes must have been refused")
             try await self.retryUnknown(cluster, pollID: pollID, ledger: ledger)
             try self.checkNothingLost(cluster, pollID: pollID, ledger: ledger)
-            let stored = try cluster.stored(pollID)
-            for node in cluster.nodes {
-                try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
-            }
+            try await self.nodesAgreeWithPostgreSQL(cluster, pollID: pollID)
         } catch {
             await cluster.stop()
             throw error
@@ -369,6 +363,14 @@ import Testing
     }
 
     /// Waits (at most 10 s) until a node's results show `version`, then compares its counts.
+    /// Every node shows what PostgreSQL holds for the poll: its version and counts.
+    func nodesAgreeWithPostgreSQL(_ cluster: TestCluster, pollID: String) async throws {
+        let stored = try cluster.stored(pollID)
+        for node in cluster.nodes {
+            try await self.waitForResults(node, pollID: pollID, version: stored.version, tallies: stored.tallies)
+        }
+    }
+
     func waitForResults(_ node: ServerProcess, pollID: String, version: Int64, tallies: [String: Int64]) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
         var fetched = try fetch(node.port, "/v1/polls/\(pollID)/results")

@@ -30,15 +30,24 @@ import Testing
             try await body(
                 Stores(polls: SQLitePollStore(database: database), votes: SQLiteVoteStore(database: database)))
         case .postgres:
-            let postgres = try ThrowawayPostgres.start()
-            defer { postgres.destroy() }
-            let database = try PostgresDatabase(url: postgres.url, maxConnections: 2)
-            let pool = Task { await database.run() }
-            defer { pool.cancel() }
-            try await database.migrate()
-            try await body(
-                Stores(polls: PostgresPollStore(database: database), votes: PostgresVoteStore(database: database)))
+            try await self.withPostgres(maxConnections: 2) { database in
+                try await body(
+                    Stores(polls: PostgresPollStore(database: database), votes: PostgresVoteStore(database: database)))
+            }
         }
+    }
+
+    /// Runs `body` with a fresh, migrated PostgreSQL, removed afterwards.
+    func withPostgres(
+        maxConnections: Int, _ body: (PollwirePostgres.PostgresDatabase) async throws -> Void
+    ) async throws {
+        let postgres = try ThrowawayPostgres.start()
+        defer { postgres.destroy() }
+        let database = try PostgresDatabase(url: postgres.url, maxConnections: maxConnections)
+        let pool = Task { await database.run() }
+        defer { pool.cancel() }
+        try await database.migrate()
+        try await body(database)
     }
 
     func poll(_ settings: PollSettings = PollSettings(), status: Poll.Status = .open) -> Poll {
@@ -153,12 +162,10 @@ import Testing
     /// up: every voter counted once with their last ballot, each key stored once, the version
     /// the number of commits that stored something.
     @Test func nodesCommittingOnePollAtOnceCountEveryVoterOnce() async throws {
-        let postgres = try ThrowawayPostgres.start()
-        defer { postgres.destroy() }
-        let database = try PostgresDatabase(url: postgres.url, maxConnections: 6)
-        let pool = Task { await database.run() }
-        defer { pool.cancel() }
-        try await database.migrate()
+        try await self.withPostgres(maxConnections: 6) { database in try await self.nodesRace(on: database) }
+    }
+
+    func nodesRace(on database: PollwirePostgres.PostgresDatabase) async throws {
         let polls = PostgresPollStore(database: database)
         let poll = self.poll(PollSettings(allowChange: true))
         try await polls.insert(poll)
