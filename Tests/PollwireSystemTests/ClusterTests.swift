@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import NIOCore
 import Synchronization
 import Testing
 
@@ -95,11 +96,51 @@ import Testing
             #expect(latencies[98] < .seconds(1), "a vote took \(latencies[98]) to reach another node's viewer")
             try await self.stateChangesReachEveryNode(cluster)
             try await self.aPollMadeOnOneNodeIsFoundOnTheOthersAtOnce(cluster)
+            try await self.oneAddressGetsTheClusterVoteLimitNotOnePerNode(cluster)
         } catch {
             await cluster.stop()
             throw error
         }
         await cluster.stop()
+    }
+
+    /// Through HAProxy (deploy/haproxy.cfg) one client address gets the cluster's vote limit, not
+    /// each node's: 800 votes from 127.0.0.2 on one keep-alive connection, round robin over three
+    /// nodes, are 500 accepted (the burst of `"votes-ip";q=500;w=10`) and the rest refused with the
+    /// API's 429, where the three nodes' own limits would each take 500. (127.0.0.1, the other tests'
+    /// address, skips the limit as the nodes' allow list does.)
+    func oneAddressGetsTheClusterVoteLimitNotOnePerNode(_ cluster: TestCluster) async throws {
+        let pollID = try await cluster.createPoll(
+            """
+            {"title": "Limit", "settings": {"dedupe": "none"}, "questions": [
+              {"id": "q1", "kind": "single", "prompt": "?", "options": [{"id": "a", "label": "A"}, {"id": "b", "label": "B"}]}]}
+            """)
+        let url = "http://127.0.0.1:\(cluster.proxy.port)/v1/polls/\(pollID)/votes"
+        let vote = ["--interface", "127.0.0.2", "-X", "POST", "-H", "Content-Type: application/json"]
+        // `--next` between votes: curl sends `-d` with the first URL of a group only.
+        let one =
+            ["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}\\n"] + vote + [
+                "-d", #"{"answers": {"q1": ["a"]}}"#, url,
+            ]
+        let sent = try run(
+            "/usr/bin/curl", Array(Array(repeating: one, count: 800).joined(separator: ["--next"])))
+        let codes = sent.output.split(separator: "\n").map(String.init)
+        #expect(codes.count == 800)
+        let accepted = codes.filter { $0 == "201" }.count
+        #expect(codes.allSatisfy { $0 == "201" || $0 == "429" }, "\(Set(codes))")
+        #expect((490...560).contains(accepted), "accepted \(accepted) of 800 from one address")
+        let refusal = try run(
+            "/usr/bin/curl", ["-s", "-i", "--max-time", "5"] + vote + ["-d", #"{"answers": {"q1": ["a"]}}"#, url])
+        #expect(refusal.output.hasPrefix("HTTP/1.1 429"))
+        #expect(refusal.output.lowercased().contains("retry-after: 10"))
+        #expect(refusal.output.contains(#"{"error":{"code":"rate_limited""#))
+        var counted = false
+        for _ in 0..<100 where !counted {
+            let results = try await cluster.nodes[0].client().json(.get, "/v1/polls/\(pollID)/results")
+            counted = (results.body.map { String(buffer: $0) } ?? "").contains("\"total\":\(accepted),")
+            if !counted { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(counted, "every accepted vote is counted")
     }
 
     /// A client that creates a poll through one node and at once votes through the next and reads
