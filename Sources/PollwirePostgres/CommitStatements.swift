@@ -28,28 +28,20 @@ enum CommitStatements {
     }
 
     /// The idempotency keys of the batch that are stored already.
-    struct ReadKeys: PostgresPreparedStatement {
+    struct ReadKeys: PairLookup {
         static let name = "pollwire_read_keys"
         static let sql = """
             SELECT i.poll_id, i.key, i.answers, i.version FROM idempotency_keys i
             JOIN UNNEST($1::text[], $2::text[]) AS u(poll_id, key) ON i.poll_id = u.poll_id AND i.key = u.key
             """
         typealias Row = (String, String, String, Int64)
-        var polls: [String]
-        var keys: [String]
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 2)
-            bindings.append(self.polls)
-            bindings.append(self.keys)
-            return bindings
-        }
+        var pairs: [PostgresVoteStore.Pair]
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
     /// The voters of the batch that are stored already, locked in key order.
-    struct ReadVoters: PostgresPreparedStatement {
+    struct ReadVoters: PairLookup {
         static let name = "pollwire_read_voters"
         static let sql = """
             SELECT v.poll_id, v.voter, v.revision, v.answers, v.keys, v.version FROM voters v
@@ -57,15 +49,7 @@ enum CommitStatements {
             ORDER BY v.poll_id, v.voter FOR UPDATE OF v
             """
         typealias Row = (String, String, Int32, String, String, Int64)
-        var polls: [String]
-        var voters: [String]
-
-        func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 2)
-            bindings.append(self.polls)
-            bindings.append(self.voters)
-            return bindings
-        }
+        var pairs: [PostgresVoteStore.Pair]
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
@@ -161,5 +145,19 @@ enum CommitStatements {
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+}
+
+/// A lookup by (poll, id) pairs, bound as two arrays ($1 polls, $2 ids).
+protocol PairLookup: PostgresPreparedStatement {
+    var pairs: [PostgresVoteStore.Pair] { get }
+}
+
+extension PairLookup {
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(self.pairs.map(\.poll))
+        bindings.append(self.pairs.map(\.id))
+        return bindings
     }
 }

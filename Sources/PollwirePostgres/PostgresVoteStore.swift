@@ -139,7 +139,7 @@ public struct PostgresVoteStore: VoteStore {
         let keyPairs = candidates.compactMap { vote in vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) } }
         if !keyPairs.isEmpty {
             for try await (poll, key, answers, version) in try await connection.execute(
-                CommitStatements.ReadKeys(polls: keyPairs.map(\.poll), keys: keyPairs.map(\.id)), logger: self.logger)
+                CommitStatements.ReadKeys(pairs: keyPairs), logger: self.logger)
             {
                 keys[Pair(poll: poll, id: key)] = (answers, version)
             }
@@ -147,7 +147,7 @@ public struct PostgresVoteStore: VoteStore {
         let voterPairs = candidates.compactMap { vote in vote.voter.map { Pair(poll: vote.pollID, id: $0) } }
         if !voterPairs.isEmpty {
             for try await (poll, voter, revision, answers, stored, version) in try await connection.execute(
-                CommitStatements.ReadVoters(polls: voterPairs.map(\.poll), voters: voterPairs.map(\.id)),
+                CommitStatements.ReadVoters(pairs: voterPairs),
                 logger: self.logger)
             {
                 voters[Pair(poll: poll, id: voter)] = VoterRow(
