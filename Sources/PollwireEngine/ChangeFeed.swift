@@ -12,8 +12,8 @@ public protocol ChangeFeed: Service {
 
     /// Looks up in the store a poll the book does not know: another node may have created it a
     /// moment ago, before its notification arrived here. True when the book holds it now.
-    /// Cheap to refuse: at most a few lookups run at once, and ids no poll can have are not
-    /// looked up.
+    /// Callers asking for the same poll share one lookup (`CatchUpLookups`); at most a few polls
+    /// are looked up at once, and ids no poll can have are not looked up.
     func catchUp(_ pollID: String) async -> Bool
 }
 

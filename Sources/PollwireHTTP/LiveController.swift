@@ -15,20 +15,20 @@ struct LiveController {
         group.get("/polls/{id}/live") { request, context -> Response in
             guard self.book.isLoaded else { throw VotesController.notReady }
             let id = try context.parameters.require("id")
-            if self.book.poll(id) == nil, await self.finder.knows(id), request.method == .get {
-                // Another node made the poll a moment ago and this one has just learned of it:
-                // the stream is served on the event loop, so the client asks again.
-                return Response(
-                    status: .temporaryRedirect,
-                    headers: [.location: request.uri.description, .cacheControl: "no-store"])
-            }
-            if let poll = self.book.poll(id), poll.status != .draft {
+            // In a cluster a poll another node made a moment ago may be unknown here: look it up.
+            if let poll = await self.finder.poll(id), poll.status != .draft {
                 try OriginPolicy.check(request.headers[.origin], poll: poll)
                 // HEAD: the stream's head, without the stream.
                 if request.method == .head {
                     return Response(
                         status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"])
                 }
+                // The event loop did not know the poll when the request passed it; it does now
+                // (looked up, or its notification arrived meanwhile). The stream is served there,
+                // so the client asks again.
+                return Response(
+                    status: .temporaryRedirect,
+                    headers: [.location: request.uri.description, .cacheControl: "no-store"])
             }
             throw APIError.notFound("poll")
         }

@@ -20,8 +20,8 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
     private let logger: Logger
     private let synced = Atomic<Bool>(false)
     private let gapTimeout: Duration
-    /// Store lookups of unknown polls running now (`catchUp`), at most `maxCatchUps`.
-    private let catchUps = Atomic<Int>(0)
+    /// Store lookups of unknown polls (`catchUp`): one per poll, at most `maxCatchUps` polls at once.
+    private let catchUps = CatchUpLookups(limit: maxCatchUps)
     static let maxCatchUps = 4
 
     public init(
@@ -108,13 +108,10 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
     public func catchUp(_ pollID: String) async -> Bool {
         // An unsynced feed's store is out of reach; an id no poll can have is not worth the trip.
         guard self.isSynced, Identifier.isValid(pollID) else { return false }
-        guard self.catchUps.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue <= Self.maxCatchUps else {
-            self.catchUps.wrappingSubtract(1, ordering: .acquiringAndReleasing)
-            return false
+        return await self.catchUps.lookUp(pollID) {
+            await self.reload(pollID)
+            return self.sink.book.poll(pollID) != nil
         }
-        defer { self.catchUps.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
-        await self.reload(pollID)
-        return self.sink.book.poll(pollID) != nil
     }
 
     /// Reloads one poll from the store: definition, version, counters.

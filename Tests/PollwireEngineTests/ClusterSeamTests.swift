@@ -193,3 +193,62 @@ extension Result where Failure == IngestError {
         }
     }
 }
+
+/// A new poll's audience reaching a node before the poll's notification does: one lookup, every
+/// viewer answered by it; a flood of made-up ids gets a few lookups, not one each.
+struct CatchUpLookupsTests {
+    final class Calls: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    @Test func everyoneAskingForOnePollSharesOneLookup() async {
+        let lookups = CatchUpLookups(limit: 4)
+        let calls = Calls()
+        let answers = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<200 {
+                group.addTask {
+                    await lookups.lookUp("new") {
+                        calls.count.wrappingAdd(1, ordering: .relaxed)
+                        try? await Task.sleep(for: .milliseconds(500))
+                        return true
+                    }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(answers.count == 200)
+        #expect(answers.allSatisfy { $0 }, "a caller beyond the first four was refused")
+        // One, unless a straggler came after it had finished.
+        #expect(
+            calls.count.load(ordering: .relaxed) <= 2, "\(calls.count.load(ordering: .relaxed)) lookups for one poll")
+        #expect(lookups.count == 0)
+    }
+
+    @Test func differentPollsBeyondTheLimitAreRefusedWithoutALookup() async {
+        let lookups = CatchUpLookups(limit: 2)
+        let release = AsyncStream<Void>.makeStream()
+        let calls = Calls()
+        await withTaskGroup(of: Void.self) { group in
+            for id in ["a", "b"] {
+                group.addTask {
+                    _ = await lookups.lookUp(id) {
+                        calls.count.wrappingAdd(1, ordering: .relaxed)
+                        for await _ in release.stream { break }
+                        return true
+                    }
+                }
+            }
+            while lookups.count < 2 { try? await Task.sleep(for: .milliseconds(5)) }
+            let refused = await lookups.lookUp("c") {
+                calls.count.wrappingAdd(1, ordering: .relaxed)
+                return true
+            }
+            #expect(!refused)
+            release.continuation.finish()
+        }
+        #expect(calls.count.load(ordering: .relaxed) == 2)
+        #expect(lookups.count == 0)
+        // Room again once they are done.
+        #expect(await lookups.lookUp("c") { true })
+    }
+}
