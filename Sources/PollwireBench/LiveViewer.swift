@@ -322,11 +322,22 @@ func connectViewers(
     count: Int, transport: Transport, host: String, port: Int, pollID: String, sources: [String],
     group: MultiThreadedEventLoopGroup, ackTimes: AckTimes, stats: ViewerStats
 ) async throws -> [any Channel] {
+    try await connectViewers(
+        count: count, transport: transport, host: host, port: port, polls: [(pollID, ackTimes)], sources: sources,
+        group: group, stats: stats)
+}
+
+/// Viewers spread over `polls` in turn: viewer i watches poll i % polls.count.
+func connectViewers(
+    count: Int, transport: Transport, host: String, port: Int, polls: [(id: String, ackTimes: AckTimes)],
+    sources: [String], group: MultiThreadedEventLoopGroup, stats: ViewerStats
+) async throws -> [any Channel] {
     var channels: [any Channel] = []
     channels.reserveCapacity(count)
     var failures = 0
     for index in 0..<count {
         let source = sources[index % sources.count]
+        let (pollID, ackTimes) = polls[index % polls.count]
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in

@@ -125,21 +125,25 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Connections for sending votes.") var voteConnections = 4
     @Option(help: "Port the viewers connect to, when not --port: another cluster node, for cross-node latency.")
     var viewerPort: Int?
+    @Option(help: "Polls: viewers watch them in turn, and each batch's ballots go to the next ones in turn.")
+    var polls = 1
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
         let admin = try await HTTPConnection.connect(
             host: self.target.server.host, port: self.target.server.port, group: group)
-        let pollID = try await createPoll(admin, key: self.target.server.key)
+        var pollIDs: [String] = []
+        for _ in 0..<max(1, self.polls) { pollIDs.append(try await createPoll(admin, key: self.target.server.key)) }
         let tick = Duration.milliseconds(10)
         let ticks = Int(self.duration * 100)
         let perTick = max(1, Int((self.rate / 100).rounded()))
-        let ackTimes = AckTimes(capacity: ticks + 16)
+        // Each poll's versions, acknowledged: at most one per ballot it gets.
+        let ackTimes = pollIDs.map { _ in AckTimes(capacity: ticks * perTick / pollIDs.count + 16) }
         let stats = ViewerStats(group: group)
         let channels = try await connectViewers(
             count: self.target.viewers, transport: self.target.transport, host: self.target.server.host,
-            port: self.viewerPort ?? self.target.server.port,
-            pollID: pollID, sources: self.target.sourceAddresses, group: group, ackTimes: ackTimes, stats: stats)
+            port: self.viewerPort ?? self.target.server.port, polls: Array(zip(pollIDs, ackTimes)),
+            sources: self.target.sourceAddresses, group: group, stats: stats)
         let ready = try await waitForViewers(stats, group: group, count: channels.count, timeout: .seconds(120))
         try await stats.resetLatency(group: group)
 
@@ -158,25 +162,35 @@ struct Fanout: AsyncParsableCommand {
         let headers = [("Authorization", "Bearer \(self.target.server.key)"), ("Content-Type", "application/json")]
         for index in 0..<ticks {
             try await Task.sleep(until: started.advanced(by: tick * index), clock: .continuous)
+            // Ballot b of tick i goes to poll (i * perTick + b) % polls: with more polls than a
+            // tick's ballots each tick's batch reaches as many polls as it has ballots.
+            let polls = (0..<perTick).map { (index * perTick + $0) % pollIDs.count }
             var body = "{\"ballots\":["
-            for ballot in 0..<perTick {
+            for (ballot, poll) in polls.enumerated() {
                 if ballot > 0 { body += "," }
-                body += #"{"poll":"\#(pollID)","answers":{"q1":["\#(ballot % 3 == 0 ? "b" : "a")"]}}"#
+                body += #"{"poll":"\#(pollIDs[poll])","answers":{"q1":["\#(ballot % 3 == 0 ? "b" : "a")"]}}"#
             }
             body += "]}"
             senders[index % senders.count].send(
                 method: .POST, path: "/v1/votes:batch", headers: headers, body: ByteBuffer(string: body)
             ).whenSuccess { response in
                 let now = monotonicNanos()
-                guard response.status == 200,
-                    let range = response.body.readableBytesView.firstRange(of: Array("\"version\":".utf8))
-                else { return }
-                var version = 0
-                for byte in response.body.readableBytesView[range.upperBound...] {
-                    guard byte >= 48, byte <= 57 else { break }
-                    version = version * 10 + Int(byte - 48)
+                guard response.status == 200 else { return }
+                // One result per ballot, in order, each with the version that first holds it.
+                let marker = Array("\"version\":".utf8)
+                var view = response.body.readableBytesView[...]
+                var ballot = 0
+                while ballot < polls.count, let range = view.firstRange(of: marker) {
+                    var version = 0
+                    var end = range.upperBound
+                    while end < view.endIndex, view[end] >= 48, view[end] <= 57 {
+                        version = version * 10 + Int(view[end] - 48)
+                        end += 1
+                    }
+                    ackTimes[polls[ballot]].record(version: version, at: now)
+                    ballot += 1
+                    view = view[end...]
                 }
-                ackTimes.record(version: version, at: now)
                 acked.add(perTick)
             }
         }
@@ -194,6 +208,7 @@ struct Fanout: AsyncParsableCommand {
         if self.target.server.json {
             print(
                 #"{"scenario":"fanout","transport":"\#(self.target.transport.rawValue)","viewers":\#(ready),"#
+                    + #""polls":\#(pollIDs.count),"#
                     + #""rate":\#(self.rate),"acked_votes":\#(acked.value),"deliveries":\#(totals.frames),"#
                     + #""deliveries_per_second":\#(Int(deliveriesPerSecond)),"server_cpu_seconds":\#(cpu ?? 0),"#
                     + #""cpu_seconds_per_1000_deliveries":\#(cpuPerThousand ?? 0),"#
