@@ -97,6 +97,7 @@ import Testing
             try await self.stateChangesReachEveryNode(cluster)
             try await self.aPollMadeOnOneNodeIsFoundOnTheOthersAtOnce(cluster)
             try await self.oneAddressGetsTheClusterVoteLimitNotOnePerNode(cluster)
+            try await self.oneVoterGetsTheClusterVoterLimitNotOnePerNode(cluster)
         } catch {
             await cluster.stop()
             throw error
@@ -141,6 +142,44 @@ import Testing
             if !counted { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(counted, "every accepted vote is counted")
+    }
+
+    /// Through HAProxy one voter gets the cluster's per-voter limit, not each node's: 12 attempts by
+    /// one voter on one poll, round robin over three nodes (at most 4 reach any node, under each
+    /// node's own limit of 5), are 5 answered and 7 refused with the API's 429; another voter still
+    /// passes, and a device header counts as the voter when the body names none.
+    func oneVoterGetsTheClusterVoterLimitNotOnePerNode(_ cluster: TestCluster) async throws {
+        let pollID = try await cluster.createPoll(
+            """
+            {"title": "Voter limit", "settings": {"dedupe": "voter"}, "questions": [
+              {"id": "q1", "kind": "single", "prompt": "?", "options": [{"id": "a", "label": "A"}, {"id": "b", "label": "B"}]}]}
+            """)
+        let url = "http://127.0.0.1:\(cluster.proxy.port)/v1/polls/\(pollID)/votes"
+        func attempts(_ body: String, count: Int, headers: [String] = []) throws -> [String] {
+            let one =
+                ["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}\\n", "-X", "POST"]
+                + ["-H", "Content-Type: application/json"] + headers + ["-d", body, url]
+            let sent = try run(
+                "/usr/bin/curl", Array(Array(repeating: one, count: count).joined(separator: ["--next"])))
+            return sent.output.split(separator: "\n").map(String.init)
+        }
+        let alice = try attempts(#"{"voter": "alice", "answers": {"q1": ["a"]}}"#, count: 12)
+        #expect(alice.count == 12)
+        #expect(alice.filter { $0 == "429" }.count == 7, "\(alice)")
+        #expect(alice.first == "201", "\(alice)")
+        let refusal = try run(
+            "/usr/bin/curl",
+            ["-s", "-i", "--max-time", "5", "-X", "POST", "-H", "Content-Type: application/json"]
+                + ["-d", #"{"voter": "alice", "answers": {"q1": ["b"]}}"#, url])
+        #expect(refusal.output.hasPrefix("HTTP/1.1 429"))
+        #expect(refusal.output.lowercased().contains("retry-after: 5"))
+        #expect(refusal.output.contains(#"{"error":{"code":"rate_limited""#))
+        #expect(try attempts(#"{"voter": "bob", "answers": {"q1": ["a"]}}"#, count: 1) == ["201"])
+        // A device header is the voter when the body names none: the sixth attempt is refused
+        // at HAProxy whatever the nodes make of the token.
+        let device = try attempts(
+            #"{"answers": {"q1": ["a"]}}"#, count: 6, headers: ["-H", "Pollwire-Device: not-a-token"])
+        #expect(device.count == 6 && device.last == "429" && !device.dropLast().contains("429"), "\(device)")
     }
 
     /// A client that creates a poll through one node and at once votes through the next and reads
