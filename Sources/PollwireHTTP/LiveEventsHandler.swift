@@ -114,6 +114,13 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
             self.finish()
             return
         }
+        // The viewer closed its side (the server allows half-closure for HTTP): nobody reads the
+        // stream any more. Without this the connection stayed subscribed, in CLOSE-WAIT, until a
+        // write failed: up to the 15 s heartbeat on a quiet poll.
+        if self.streaming, case ChannelEvent.inputClosed = event {
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 

@@ -162,6 +162,11 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
             self.close(code: .goingAway, reason: "the server is shutting down")
             return
         }
+        // The viewer's side is closed without a close frame: it is gone (see LiveEventsHandler).
+        if case ChannelEvent.inputClosed = event {
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 

@@ -155,6 +155,25 @@ final class SSEClient: Sendable {
         }
     }
 
+    /// A viewer that goes away is unsubscribed when its side closes, on a quiet poll too: not when
+    /// a write fails, which on a poll with no votes is the next heartbeat (15 s).
+    @Test(arguments: ["sse", "ws"])
+    func aViewerThatLeavesIsUnsubscribedAtOnce(transport: String) async throws {
+        try await TestServer.run { server in
+            let poll = try await server.createPoll()
+            let port = try #require(server.client.port)
+            let viewer =
+                transport == "sse"
+                ? try await SSEClient.connect(port: port, path: "/v1/polls/\(poll)/live")
+                : try await SSEClient.connectWebSocket(port: port, polls: [poll])
+            for _ in 0..<300 where server.parts.hub.subscriberCount < 1 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(server.parts.hub.subscriberCount == 1)
+            await viewer.close()
+            for _ in 0..<300 where server.parts.hub.subscriberCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(server.parts.hub.subscriberCount == 0, "still subscribed 3 s after the viewer left")
+        }
+    }
+
     @Test func lastEventIDResumes() async throws {
         try await TestServer.run { server in
             let poll = try await server.createPoll()
