@@ -76,11 +76,12 @@ public enum BallotJSON {
         return BatchBody(ballots: ballots)
     }
 
-    struct Reader {
+    /// The reader itself, for other small formats read the same way (fast, nil at anything odd).
+    public struct Reader {
         let bytes: UnsafeRawBufferPointer
         var index = 0
 
-        init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+        public init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
         mutating func skipSpace() {
             while self.index < self.bytes.count {
@@ -92,20 +93,20 @@ public enum BallotJSON {
         }
 
         /// Takes `byte` (after any whitespace) if it is next.
-        mutating func take(_ byte: UInt8) -> Bool {
+        public mutating func take(_ byte: UInt8) -> Bool {
             self.skipSpace()
             guard self.index < self.bytes.count, self.bytes[self.index] == byte else { return false }
             self.index += 1
             return true
         }
 
-        mutating func atEnd() -> Bool {
+        public mutating func atEnd() -> Bool {
             self.skipSpace()
             return self.index == self.bytes.count
         }
 
         /// `null` if it is next.
-        mutating func takeNull() -> Bool {
+        public mutating func takeNull() -> Bool {
             self.skipSpace()
             guard self.index + 4 <= self.bytes.count, self.bytes[self.index] == UInt8(ascii: "n"),
                 self.bytes[self.index + 1] == UInt8(ascii: "u"), self.bytes[self.index + 2] == UInt8(ascii: "l"),
@@ -116,7 +117,7 @@ public enum BallotJSON {
         }
 
         /// A string with no `\u` escape, valid UTF-8 and no control characters.
-        mutating func string() -> String? {
+        public mutating func string() -> String? {
             guard self.take(UInt8(ascii: "\"")) else { return nil }
             let start = self.index
             var high: UInt8 = 0
@@ -176,7 +177,7 @@ public enum BallotJSON {
         }
 
         /// An integer: `-`, then `0` or digits not starting with `0`, within `Int`.
-        mutating func integer() -> Int? {
+        public mutating func integer() -> Int? {
             self.skipSpace()
             var negative = false
             if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "-") {
@@ -231,7 +232,7 @@ public enum BallotJSON {
 
         /// `{"key": value, ...}`: `field` reads each value (false: give up), the braces and
         /// commas around them are read here.
-        static func object(_ reader: inout Reader, _ field: (String, inout Reader) -> Bool) -> Bool {
+        public static func object(_ reader: inout Reader, _ field: (String, inout Reader) -> Bool) -> Bool {
             guard reader.take(UInt8(ascii: "{")) else { return false }
             if reader.take(UInt8(ascii: "}")) { return true }
             repeat {
@@ -242,8 +243,34 @@ public enum BallotJSON {
             return reader.take(UInt8(ascii: "}"))
         }
 
+        /// `[element, ...]`: nil when it is not next or an element is not read.
+        public mutating func array<Element>(_ element: (inout Reader) -> Element?) -> [Element]? {
+            guard self.take(UInt8(ascii: "[")) else { return nil }
+            var elements: [Element] = []
+            if self.take(UInt8(ascii: "]")) { return elements }
+            repeat {
+                guard let next = element(&self) else { return nil }
+                elements.append(next)
+            } while self.take(UInt8(ascii: ","))
+            return self.take(UInt8(ascii: "]")) ? elements : nil
+        }
+
+        /// `true` or `false`: nil when neither is next.
+        public mutating func bool() -> Bool? {
+            self.skipSpace()
+            for (word, value) in [("true", true), ("false", false)] {
+                let utf8 = word.utf8
+                guard self.index + utf8.count <= self.bytes.count,
+                    zip(utf8, self.bytes[self.index..<self.index + utf8.count]).allSatisfy({ $0 == $1 })
+                else { continue }
+                self.index += utf8.count
+                return value
+            }
+            return nil
+        }
+
         /// Sets a field read once: false when it was set before (a repeated key) or not read.
-        static func once<Value>(_ slot: inout Value?, _ value: Value?) -> Bool {
+        public static func once<Value>(_ slot: inout Value?, _ value: Value?) -> Bool {
             guard slot == nil, let value else { return false }
             slot = value
             return true

@@ -89,7 +89,7 @@ public final class PostgresChangeFeed: ChangeFeed, Sendable {
     }
 
     private func handle(_ payload: String) async {
-        guard let notice = try? JSONDecoder().decode(ChangeNotice.self, from: Data(payload.utf8)) else {
+        guard let notice = ChangeNotice.read(payload) else {
             self.logger.warning("unreadable notification", metadata: ["payload": "\(payload.prefix(200))"])
             return
         }
