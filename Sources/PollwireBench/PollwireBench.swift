@@ -128,6 +128,27 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Polls: viewers watch them in turn, and each batch's ballots go to the next ones in turn.")
     var polls = 1
 
+    /// The number after each `"version":` in `bytes`, in order.
+    static func versions(_ bytes: UnsafeRawBufferPointer) -> [Int] {
+        let marker = Array("\"version\":".utf8)
+        var versions: [Int] = []
+        var index = 0
+        while index + marker.count <= bytes.count {
+            guard (0..<marker.count).allSatisfy({ bytes[index + $0] == marker[$0] }) else {
+                index += 1
+                continue
+            }
+            index += marker.count
+            var version = 0
+            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+                version = version * 10 + Int(bytes[index] - 48)
+                index += 1
+            }
+            versions.append(version)
+        }
+        return versions
+    }
+
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.target.threads)
         let admin = try await HTTPConnection.connect(
@@ -177,19 +198,10 @@ struct Fanout: AsyncParsableCommand {
                 let now = monotonicNanos()
                 guard response.status == 200 else { return }
                 // One result per ballot, in order, each with the version that first holds it.
-                let marker = Array("\"version\":".utf8)
-                var view = response.body.readableBytesView[...]
-                var ballot = 0
-                while ballot < polls.count, let range = view.firstRange(of: marker) {
-                    var version = 0
-                    var end = range.upperBound
-                    while end < view.endIndex, view[end] >= 48, view[end] <= 57 {
-                        version = version * 10 + Int(view[end] - 48)
-                        end += 1
-                    }
-                    ackTimes[polls[ballot]].record(version: version, at: now)
-                    ballot += 1
-                    view = view[end...]
+                // Scanned over raw bytes, as the SSE viewers are (see `LiveViewerHandler.eventID`).
+                let versions = response.body.withUnsafeReadableBytes(Self.versions)
+                for (ballot, version) in zip(polls, versions) {
+                    ackTimes[ballot].record(version: version, at: now)
                 }
                 acked.add(perTick)
             }
