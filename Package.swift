@@ -171,6 +171,7 @@ let package = Package(
                 "PollwireEngine",
                 "PollwireSQLite",
                 "PollwireHTTP",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

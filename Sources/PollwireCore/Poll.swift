@@ -19,6 +19,8 @@ public struct Poll: Codable, Sendable, Equatable {
     }
 
     public var id: String
+    /// The owner (workspace) whose key created the poll: only its keys see and manage it.
+    public var owner: String
     public var title: String
     public var questions: [Question]
     public var settings: PollSettings
@@ -32,6 +34,7 @@ public struct Poll: Codable, Sendable, Equatable {
 
     public init(
         id: String,
+        owner: String = Poll.defaultOwner,
         title: String,
         questions: [Question],
         settings: PollSettings = PollSettings(),
@@ -43,6 +46,7 @@ public struct Poll: Codable, Sendable, Equatable {
         updatedAt: Date
     ) {
         self.id = id
+        self.owner = owner
         self.title = title
         self.questions = questions
         self.settings = settings
@@ -53,6 +57,9 @@ public struct Poll: Codable, Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
     }
+
+    /// The owner of everything made before owners existed, and of keys made without one.
+    public static let defaultOwner = "default"
 
     /// The poll's phase at `now`.
     public func phase(at now: Date) -> Phase {
@@ -81,5 +88,27 @@ public struct Poll: Codable, Sendable, Equatable {
     /// The question with `id`, if any.
     public func question(_ id: String) -> Question? {
         self.questions.first { $0.id == id }
+    }
+}
+
+extension Poll {
+    private enum CodingKeys: String, CodingKey {
+        case id, owner, title, questions, settings, status, opensAt, closesAt, revealed, createdAt, updatedAt
+    }
+
+    /// Definitions stored before owners existed have no `owner`: they belong to the default owner.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.id = try container.decode(String.self, forKey: .id)
+        self.owner = try container.decodeIfPresent(String.self, forKey: .owner) ?? Poll.defaultOwner
+        self.title = try container.decode(String.self, forKey: .title)
+        self.questions = try container.decode([Question].self, forKey: .questions)
+        self.settings = try container.decode(PollSettings.self, forKey: .settings)
+        self.status = try container.decode(Status.self, forKey: .status)
+        self.opensAt = try container.decodeIfPresent(Date.self, forKey: .opensAt)
+        self.closesAt = try container.decodeIfPresent(Date.self, forKey: .closesAt)
+        self.revealed = try container.decode(Bool.self, forKey: .revealed)
+        self.createdAt = try container.decode(Date.self, forKey: .createdAt)
+        self.updatedAt = try container.decode(Date.self, forKey: .updatedAt)
     }
 }

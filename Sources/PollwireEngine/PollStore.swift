@@ -73,27 +73,65 @@ public struct StoredBallot: Sendable, Equatable {
     }
 }
 
-/// Durable storage of poll definitions, API keys and server secrets.
+/// Durable storage of poll definitions, owners, API keys, the audit log and server secrets.
+///
+/// A change that carries an `AuditEntry` appends it in the same transaction as the change.
 public protocol PollStore: Sendable {
     /// Every poll with its version and counters: what the TallyBook starts from.
     func loadPolls(latestTextLimit: Int) async throws -> [StoredPoll]
     /// Stores a new poll.
-    func insert(_ poll: Poll) async throws
+    func insert(_ poll: Poll, audit: AuditEntry?) async throws
     /// Replaces a poll's definition. Returns false when the poll does not exist.
-    func update(_ poll: Poll) async throws -> Bool
+    func update(_ poll: Poll, audit: AuditEntry?) async throws -> Bool
     /// Deletes a poll with its ballots and tallies. Returns false when it did not exist.
-    func delete(pollID: String) async throws -> Bool
+    func delete(pollID: String, audit: AuditEntry?) async throws -> Bool
     /// How many ballots a poll has stored.
     func ballotCount(pollID: String) async throws -> Int64
     /// Up to `limit` ballots of a poll with sequence above `after`, in order: a page of an export.
     func ballots(pollID: String, after: Int64, limit: Int) async throws -> [StoredBallot]
 
-    /// Stores the SHA-256 hash of a new API key.
-    func insertAPIKey(hash: String, name: String, createdAt: Date) async throws
-    /// Whether an API key with this hash exists.
-    func apiKeyExists(hash: String) async throws -> Bool
+    /// Stores a new owner. Returns false when one with its id exists.
+    func insertOwner(_ owner: OwnerRecord, audit: AuditEntry?) async throws -> Bool
+    /// Every owner, oldest first.
+    func owners() async throws -> [OwnerRecord]
+    /// Stores a new API key under the SHA-256 `hash` of its secret. Throws `AccessError.unknownOwner`
+    /// when its owner does not exist.
+    func insertAPIKey(_ key: APIKeyRecord, hash: String, audit: AuditEntry?) async throws
+    /// The key whose secret hashes to `hash`, revoked and expired ones included.
+    func apiKey(hash: String) async throws -> APIKeyRecord?
+    /// The keys of `owner` (every key when nil), oldest first.
+    func apiKeys(owner: String?) async throws -> [APIKeyRecord]
+    /// Revokes the key `id` of `owner` (of any owner when nil). Returns false when there is no
+    /// such key; a key revoked before stays as it was (and nothing is appended).
+    func revokeAPIKey(id: String, owner: String?, at: Date, audit: AuditEntry?) async throws -> Bool
+    /// Records that the key `id` was used at `at`.
+    func touchAPIKey(id: String, at: Date) async throws
     /// How many API keys exist.
     func apiKeyCount() async throws -> Int
+
+    /// Appends an entry that goes with no stored change (an export).
+    func appendAudit(_ entry: AuditEntry) async throws
+    /// Up to `limit` entries that `query` selects, in order.
+    func audit(_ query: AuditQuery, limit: Int) async throws -> [AuditEntry]
+
     /// The secret stored under `name`; when there is none, stores and returns `make()`.
     func secret(named name: String, orMake make: @Sendable () -> [UInt8]) async throws -> [UInt8]
+}
+
+extension PollStore {
+    /// Stores a new poll without an audit entry (tests, the demo).
+    public func insert(_ poll: Poll) async throws { try await self.insert(poll, audit: nil) }
+    public func update(_ poll: Poll) async throws -> Bool { try await self.update(poll, audit: nil) }
+    public func delete(pollID: String) async throws -> Bool { try await self.delete(pollID: pollID, audit: nil) }
+}
+
+/// What the access parts of a store refuse.
+public enum AccessError: Error, Equatable, CustomStringConvertible {
+    case unknownOwner(String)
+
+    public var description: String {
+        switch self {
+        case .unknownOwner(let owner): "there is no owner \"\(owner)\""
+        }
+    }
 }

@@ -85,6 +85,21 @@ public final class RateLimiter: Sendable {
         }
     }
 
+    /// Whether a request for `key` would be refused now, without counting one: lets a caller
+    /// refuse before doing work whose failures it counts afterwards.
+    public func wouldLimit(_ key: String, rule: Rule) -> Int? {
+        guard rule.isEnabled else { return nil }
+        let now = self.now()
+        let interval = rule.interval
+        let tolerance = interval * UInt64(rule.burst)
+        let shard = self.shards[Int(UInt(bitPattern: key.hashValue) % UInt(self.shards.count))]
+        return shard.tats.withLock { tats in
+            let next = max(tats[key] ?? now, now) + interval
+            guard next - now > tolerance else { return nil }
+            return max(1, Int((next - tolerance - now + 999_999_999) / 1_000_000_000))
+        }
+    }
+
     /// How many keys are remembered (for tests and metrics).
     public var count: Int { self.shards.reduce(0) { $0 + $1.tats.withLock { $0.count } } }
 

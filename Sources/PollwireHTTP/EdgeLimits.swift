@@ -54,10 +54,29 @@ struct EdgeLimits: Sendable {
         try self.check("management", key: "key:" + keyHash, rule: self.settings.managementPerKey)
     }
 
+    /// 429 when `address` has spent its invalid-key attempts (checked before a key lookup).
+    func invalidKeysAllowed(from address: String) throws(APIError) {
+        guard !self.settings.allowList.contains(address) else { return }
+        let rule = self.settings.invalidKeysPerIP
+        if let retryAfter = self.limiter.wouldLimit("bad-key:" + address, rule: rule) {
+            throw self.refusal("invalid-keys", rule: rule, retryAfter: retryAfter)
+        }
+    }
+
+    /// Counts a missing, revoked or expired key presented from `address`.
+    func invalidKey(from address: String) throws(APIError) {
+        guard !self.settings.allowList.contains(address) else { return }
+        try self.check("invalid-keys", key: "bad-key:" + address, rule: self.settings.invalidKeysPerIP)
+    }
+
     private func check(_ name: String, key: String, rule: RateLimiter.Rule) throws(APIError) {
         guard case .limited(let retryAfter) = self.limiter.check(key, rule: rule) else { return }
+        throw self.refusal(name, rule: rule, retryAfter: retryAfter)
+    }
+
+    private func refusal(_ name: String, rule: RateLimiter.Rule, retryAfter: Int) -> APIError {
         self.limited.increment()
-        throw APIError(
+        return APIError(
             .tooManyRequests, .rateLimited, "too many requests: retry in \(retryAfter) s", retryAfter: retryAfter,
             headers: [
                 .rateLimitPolicy: "\"\(name)\";q=\(rule.burst);w=\(rule.windowSeconds)",

@@ -10,6 +10,7 @@ import PollwireEngine
 struct ExportController {
     let store: any PollStore
     let finder: PollFinder
+    let now: @Sendable () -> Date
     static let pageSize = 1000
 
     func addRoutes(to group: RouterGroup<PollwireRequestContext>) {
@@ -17,12 +18,15 @@ struct ExportController {
     }
 
     @Sendable func export(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        let principal = try context.principal(.export)
         let id = try context.parameters.require("id")
-        guard let poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
+        guard let poll = await self.finder.poll(id), principal.owns(poll) else { throw APIError.notFound("poll") }
         let format = request.uri.queryParameters.get("format") ?? "csv"
         guard format == "csv" || format == "ndjson" else {
             throw APIError(.badRequest, .badRequest, "format must be csv or ndjson")
         }
+        try await self.store.appendAudit(
+            principal.audit("poll.export", at: self.now(), poll: id, detail: "{\"format\":\"\(format)\"}"))
         let store = self.store
         let csv = format == "csv"
         let body = ResponseBody { writer in

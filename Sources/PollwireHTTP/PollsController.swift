@@ -13,6 +13,7 @@ struct PollsController {
     let purger: CachePurger?
     let settings: PollwireSettings
     let now: @Sendable () -> Date
+    let authenticator: KeyAuthenticator
 
     func addManagementRoutes(to group: RouterGroup<PollwireRequestContext>) {
         group.post("/polls", use: self.create)
@@ -20,17 +21,17 @@ struct PollsController {
         group.patch("/polls/{id}", use: self.update)
         group.delete("/polls/{id}", use: self.delete)
         group.post("/polls/{id}/open") { request, context in
-            try await self.transition(context) { poll in
+            try await self.transition("poll.open", context) { poll in
                 poll.status = .open
             }
         }
         group.post("/polls/{id}/close") { request, context in
-            try await self.transition(context) { poll in
+            try await self.transition("poll.close", context) { poll in
                 poll.status = .closed
             }
         }
         group.post("/polls/{id}/reveal") { request, context in
-            try await self.transition(context) { poll in
+            try await self.transition("poll.reveal", context) { poll in
                 poll.revealed = true
             }
         }
@@ -43,6 +44,7 @@ struct PollsController {
     // MARK: Handlers
 
     @Sendable func create(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        let principal = try context.principal(.write)
         try self.requireLoaded()
         let body = try await request.decodeJSON(CreatePollRequest.self, limit: self.settings.maxBodyBytes)
         if let status = body.status, status == .closed {
@@ -50,11 +52,14 @@ struct PollsController {
         }
         let now = self.now()
         let poll = Poll(
-            id: Identifier.random(), title: body.title, questions: body.questions,
+            id: Identifier.random(), owner: principal.owner, title: body.title, questions: body.questions,
             settings: body.settings ?? PollSettings(), status: body.status ?? .open, opensAt: body.opensAt,
             closesAt: body.closesAt, createdAt: now, updatedAt: now)
         try self.validate(poll)
-        try await self.store.insert(poll)
+        try await self.store.insert(
+            poll,
+            audit: principal.audit(
+                "poll.create", at: now, poll: poll.id, detail: PollAudit.changes(from: nil, to: poll)))
         self.book.put(poll)
         return try Response.json(
             .created, encoding: PollView(poll, version: 0, total: 0, now: now),
@@ -62,11 +67,12 @@ struct PollsController {
     }
 
     @Sendable func list(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        let principal = try context.principal(.read)
         try self.requireLoaded()
         let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 100, 1), 1000)
         let offset = max(request.uri.queryParameters.get("offset", as: Int.self) ?? 0, 0)
         let now = self.now()
-        let polls = self.book.polls().dropFirst(offset).prefix(limit).map { poll in
+        let polls = self.book.polls().lazy.filter(principal.owns).dropFirst(offset).prefix(limit).map { poll in
             let state = self.book.state(of: poll.id)
             return PollView(poll, version: state?.version ?? 0, total: state?.ballots ?? 0, now: now)
         }
@@ -76,9 +82,13 @@ struct PollsController {
     @Sendable func show(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         try self.requireLoaded()
         let id = try context.parameters.require("id")
-        guard let poll = await self.finder.poll(id), poll.status != .draft || request.headers[.authorization] != nil
-        else {
-            throw APIError.notFound("poll")
+        guard let poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
+        if poll.status == .draft {
+            // A draft is shown to its owner's keys only; to anyone else it does not exist.
+            guard request.headers[.authorization] != nil,
+                let key = try? await self.authenticator.authenticate(request, context: context),
+                key.owner == poll.owner, key.scopes.contains(.read)
+            else { throw APIError.notFound("poll") }
         }
         try OriginPolicy.check(request.headers[.origin], poll: poll)
         let state = self.book.state(of: id)
@@ -88,10 +98,12 @@ struct PollsController {
     }
 
     @Sendable func update(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        let principal = try context.principal(.write)
         try self.requireLoaded()
         let id = try context.parameters.require("id")
         let body = try await request.decodeJSON(UpdatePollRequest.self, limit: self.settings.maxBodyBytes)
-        guard var poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
+        let old = try await self.owned(id, by: principal)
+        var poll = old
         if let title = body.title { poll.title = title }
         if let settings = body.settings { poll.settings = settings }
         poll.opensAt = body.opensAt.applied(to: poll.opensAt)
@@ -106,31 +118,47 @@ struct PollsController {
         }
         poll.updatedAt = self.now()
         try self.validate(poll)
-        return try await self.save(poll)
+        return try await self.save(poll, was: old, action: "poll.update", by: principal)
     }
 
     @Sendable func delete(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        let principal = try context.principal(.write)
         try self.requireLoaded()
         let id = try context.parameters.require("id")
-        guard try await self.store.delete(pollID: id) else { throw APIError.notFound("poll") }
+        let poll = try await self.owned(id, by: principal)
+        let audit = principal.audit(
+            "poll.delete", at: self.now(), poll: id, detail: PollAudit.changes(from: poll, to: nil))
+        guard try await self.store.delete(pollID: id, audit: audit) else { throw APIError.notFound("poll") }
         self.book.remove(id)
         self.purger?.changed([id])
         return Response(status: .noContent)
     }
 
-    func transition(_ context: PollwireRequestContext, _ change: (inout Poll) -> Void) async throws -> Response {
+    func transition(
+        _ action: String, _ context: PollwireRequestContext, _ change: (inout Poll) -> Void
+    ) async throws -> Response {
+        let principal = try context.principal(.write)
         try self.requireLoaded()
         let id = try context.parameters.require("id")
-        guard var poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
+        let old = try await self.owned(id, by: principal)
+        var poll = old
         change(&poll)
         poll.updatedAt = self.now()
-        return try await self.save(poll)
+        return try await self.save(poll, was: old, action: action, by: principal)
     }
 
     // MARK: Helpers
 
-    func save(_ poll: Poll) async throws -> Response {
-        guard try await self.store.update(poll) else { throw APIError.notFound("poll") }
+    /// The poll `id` when `principal`'s owner owns it; 404 otherwise, as for a poll that does not exist.
+    func owned(_ id: String, by principal: Principal) async throws -> Poll {
+        guard let poll = await self.finder.poll(id), principal.owns(poll) else { throw APIError.notFound("poll") }
+        return poll
+    }
+
+    func save(_ poll: Poll, was old: Poll, action: String, by principal: Principal) async throws -> Response {
+        let audit = principal.audit(
+            action, at: poll.updatedAt, poll: poll.id, detail: PollAudit.changes(from: old, to: poll))
+        guard try await self.store.update(poll, audit: audit) else { throw APIError.notFound("poll") }
         self.book.put(poll)
         // Visibility may have changed (reveal, close, settings): live viewers get the new view.
         self.hub.touch(poll.id)

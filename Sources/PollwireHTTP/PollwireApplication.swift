@@ -92,18 +92,20 @@ public enum PollwireApplication {
         OperationsController(book: book, ingestor: ingestor, feed: feed, registry: registry).addRoutes(to: router)
 
         let finder = PollFinder(book: book, feed: feed)
+        let limits = EdgeLimits(settings: settings.rateLimits, factory: factory)
+        let authenticator = KeyAuthenticator(store: pollStore, limits: limits, now: now)
         let polls = PollsController(
-            store: pollStore, book: book, finder: finder, hub: hub, purger: purger, settings: settings, now: now)
+            store: pollStore, book: book, finder: finder, hub: hub, purger: purger, settings: settings, now: now,
+            authenticator: authenticator)
         let live = LiveDependencies(
             hub: hub, book: book, finder: finder, signer: signer, deliveries: LoopDeliveries(),
             webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
             eventsMetrics: LiveMetrics(transport: "sse", factory: factory),
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil))
-        let limits = EdgeLimits(settings: settings.rateLimits, factory: factory)
         let votes = VotesController(
             intake: intake, ingestor: ingestor, book: book, finder: finder, settings: settings, limits: limits)
         let results = ResultsController(book: book, finder: finder, signer: signer, settings: settings, now: now)
-        let export = ExportController(store: pollStore, finder: finder)
+        let export = ExportController(store: pollStore, finder: finder, now: now)
 
         if let directory = settings.webDirectory,
             let web = WebController(directory: directory, finder: finder, logger: logger)
@@ -116,10 +118,12 @@ public enum PollwireApplication {
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
         LiveController(book: book, finder: finder).addRoutes(to: api)
-        let management = router.group("v1").add(middleware: APIKeyMiddleware(store: pollStore, limits: limits))
+        let management = router.group("v1").add(middleware: APIKeyMiddleware(authenticator: authenticator))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)
         export.addRoutes(to: management)
+        KeysController(store: pollStore, settings: settings, now: now).addRoutes(to: management)
+        AuditController(store: pollStore).addRoutes(to: management)
 
         let admission = Admission(
             settings: settings.admission, securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil),

@@ -117,6 +117,8 @@ public struct RateLimitSettings: Sendable {
     public var deviceTokensPerIP = RateLimiter.Rule(rate: 2, burst: 20)
     /// Management requests per API key. Default 100/s, burst 200.
     public var managementPerKey = RateLimiter.Rule(rate: 100, burst: 200)
+    /// Missing, revoked or expired API keys presented per client address. Default 1/s, burst 20.
+    public var invalidKeysPerIP = RateLimiter.Rule(rate: 1, burst: 20)
     /// Client addresses that skip the per-IP limits. Default none.
     public var allowList: Set<String> = []
     /// Proxies whose `X-Forwarded-For` is believed; from anyone else it is ignored. Default none.

@@ -55,6 +55,7 @@ struct VotesController {
     /// Up to `maxBatchBallots` ballots, possibly for many polls, in ONE submission: they commit
     /// in the same transaction. Each ballot gets its own status in `results`, in order.
     @Sendable func batch(_ request: Request, context: PollwireRequestContext) async throws -> Response {
+        let principal = try context.principal(.write)
         guard self.book.isLoaded else { throw Self.notReady }
         let body = try await request.decodeJSON(
             BatchBody.self, limit: self.settings.maxBatchBodyBytes, fast: BallotJSON.batch)
@@ -71,7 +72,10 @@ struct VotesController {
         var last: (id: String, poll: Poll?)?
         for (index, ballot) in body.ballots.enumerated() {
             do {
-                if last?.id != ballot.poll { last = (ballot.poll, await self.finder.poll(ballot.poll)) }
+                if last?.id != ballot.poll {
+                    // Another owner's poll is one that does not exist: 404 for that ballot.
+                    last = (ballot.poll, await self.finder.poll(ballot.poll).flatMap { principal.owns($0) ? $0 : nil })
+                }
                 let checked = try self.intake.command(
                     pollID: ballot.poll, poll: last?.poll, voter: ballot.voter, device: ballot.device,
                     idempotencyKey: ballot.idempotencyKey, answers: ballot.answers, at: now)

@@ -142,6 +142,9 @@ public struct PostgresDatabase: Sendable {
     /// rows of `poll_shards` (its commit count per poll) and `tally_shards` (its counter
     /// deltas); a poll's version and counters are the sums over its shards. Whatever v1 counted
     /// becomes shard 0.
+    ///
+    /// v3 adds owners and scoped keys (what existed belongs to the default owner; keys made
+    /// before keep every scope they had in effect) and the append-only audit log.
     static let migrations: [(String, [String])] = [
         (
             "v1",
@@ -232,6 +235,57 @@ public struct PostgresDatabase: Sendable {
                 """,
                 "DROP TABLE tallies",
                 "ALTER TABLE polls DROP COLUMN version",
+            ]
+        ),
+        (
+            "v3-owners",
+            [
+                """
+                CREATE TABLE owners (
+                    id text PRIMARY KEY,
+                    name text NOT NULL,
+                    created_at double precision NOT NULL)
+                """,
+                "INSERT INTO owners (id, name, created_at) VALUES ('default', 'default', extract(epoch from now()))",
+                "ALTER TABLE polls ADD COLUMN owner_id text NOT NULL DEFAULT 'default'",
+                "CREATE INDEX polls_owner ON polls (owner_id)",
+                """
+                ALTER TABLE api_keys ADD COLUMN id text,
+                    ADD COLUMN owner_id text NOT NULL DEFAULT 'default' REFERENCES owners(id),
+                    ADD COLUMN scopes text NOT NULL DEFAULT 'read,write,export,admin,operator',
+                    ADD COLUMN expires_at double precision,
+                    ADD COLUMN last_used_at double precision,
+                    ADD COLUMN revoked_at double precision
+                """,
+                "UPDATE api_keys SET id = 'key_' || substr(hash, 1, 16)",
+                "ALTER TABLE api_keys ALTER COLUMN id SET NOT NULL",
+                "CREATE UNIQUE INDEX api_keys_id ON api_keys (id)",
+                "CREATE INDEX api_keys_owner ON api_keys (owner_id)",
+                """
+                CREATE TABLE audit_log (
+                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    at double precision NOT NULL,
+                    key_id text NOT NULL,
+                    owner_id text NOT NULL,
+                    request_id text,
+                    action text NOT NULL,
+                    poll_id text,
+                    detail text NOT NULL)
+                """,
+                "CREATE INDEX audit_log_owner ON audit_log (owner_id, seq)",
+                "CREATE INDEX audit_log_poll ON audit_log (poll_id, seq)",
+                """
+                CREATE FUNCTION pollwire_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$
+                """,
+                """
+                CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+                FOR EACH ROW EXECUTE FUNCTION pollwire_audit_append_only()
+                """,
+                """
+                CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+                FOR EACH STATEMENT EXECUTE FUNCTION pollwire_audit_append_only()
+                """,
             ]
         ),
     ]

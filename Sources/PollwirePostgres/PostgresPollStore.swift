@@ -71,10 +71,11 @@ public struct PostgresPollStore: PollStore {
         var polls: [String: StoredPoll] = [:]
         let ids = id.map { [$0] } ?? []
         let all = id == nil
-        for try await definition in try await connection.query(
-            "SELECT definition FROM polls WHERE \(all) OR id = ANY(\(ids))", logger: logger
-        ).decode(String.self) {
-            let poll = try decoder.decode(Poll.self, from: Data(definition.utf8))
+        for try await (definition, owner) in try await connection.query(
+            "SELECT definition, owner_id FROM polls WHERE \(all) OR id = ANY(\(ids))", logger: logger
+        ).decode((String, String).self) {
+            var poll = try decoder.decode(Poll.self, from: Data(definition.utf8))
+            poll.owner = owner
             polls[poll.id] = StoredPoll(poll: poll, shards: [:], tally: Tally(), latestText: [:])
         }
         for try await (pollID, node, sequence) in try await connection.query(
@@ -114,21 +115,22 @@ public struct PostgresPollStore: PollStore {
         return collector.latest
     }
 
-    public func insert(_ poll: Poll) async throws {
+    public func insert(_ poll: Poll, audit: AuditEntry?) async throws {
         let definition = try Self.encode(poll)
         let notice = ChangeNotice(definitionOf: poll.id).payload()
         try await self.client.withTransaction(logger: self.logger) { connection in
             try await connection.query(
                 """
-                INSERT INTO polls (id, definition, status, opens_at, closes_at, created_at)
+                INSERT INTO polls (id, definition, status, opens_at, closes_at, created_at, owner_id)
                 VALUES (\(poll.id), \(definition), \(poll.status.rawValue), \(poll.opensAt?.timeIntervalSince1970),
-                        \(poll.closesAt?.timeIntervalSince1970), \(poll.createdAt.timeIntervalSince1970))
+                        \(poll.closesAt?.timeIntervalSince1970), \(poll.createdAt.timeIntervalSince1970), \(poll.owner))
                 """, logger: self.logger)
+            try await Self.append(audit, on: connection, logger: self.logger)
             try await connection.query("SELECT pg_notify(\(ChangeNotice.channel), \(notice))", logger: self.logger)
         }
     }
 
-    public func update(_ poll: Poll) async throws -> Bool {
+    public func update(_ poll: Poll, audit: AuditEntry?) async throws -> Bool {
         let definition = try Self.encode(poll)
         let notice = ChangeNotice(definitionOf: poll.id).payload()
         return try await self.client.withTransaction(logger: self.logger) { connection in
@@ -141,13 +143,14 @@ public struct PostgresPollStore: PollStore {
                     """, logger: self.logger
                 ).collect().count == 1
             if updated {
+                try await Self.append(audit, on: connection, logger: self.logger)
                 try await connection.query("SELECT pg_notify(\(ChangeNotice.channel), \(notice))", logger: self.logger)
             }
             return updated
         }
     }
 
-    public func delete(pollID: String) async throws -> Bool {
+    public func delete(pollID: String, audit: AuditEntry?) async throws -> Bool {
         let notice = ChangeNotice(definitionOf: pollID).payload()
         return try await self.client.withTransaction(logger: self.logger) { connection in
             let deleted =
@@ -155,6 +158,7 @@ public struct PostgresPollStore: PollStore {
                     "DELETE FROM polls WHERE id = \(pollID) RETURNING 1", logger: self.logger
                 ).collect().count == 1
             if deleted {
+                try await Self.append(audit, on: connection, logger: self.logger)
                 try await connection.query("SELECT pg_notify(\(ChangeNotice.channel), \(notice))", logger: self.logger)
             }
             return deleted
@@ -186,20 +190,145 @@ public struct PostgresPollStore: PollStore {
         String(decoding: try PollwireJSON.encoder().encode(poll), as: UTF8.self)
     }
 
-    // MARK: Keys and secrets
+    // MARK: Owners, keys and the audit log
 
-    public func insertAPIKey(hash: String, name: String, createdAt: Date) async throws {
-        try await self.client.query(
-            "INSERT INTO api_keys (hash, name, created_at) VALUES (\(hash), \(name), \(createdAt.timeIntervalSince1970))"
-        )
+    public func insertOwner(_ owner: OwnerRecord, audit: AuditEntry?) async throws -> Bool {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            let inserted =
+                try await connection.query(
+                    """
+                    INSERT INTO owners (id, name, created_at)
+                    VALUES (\(owner.id), \(owner.name), \(owner.createdAt.timeIntervalSince1970))
+                    ON CONFLICT (id) DO NOTHING RETURNING 1
+                    """, logger: self.logger
+                ).collect().count == 1
+            if inserted { try await Self.append(audit, on: connection, logger: self.logger) }
+            return inserted
+        }
     }
 
-    public func apiKeyExists(hash: String) async throws -> Bool {
-        try await self.client.query("SELECT 1 FROM api_keys WHERE hash = \(hash)").collect().count == 1
+    public func owners() async throws -> [OwnerRecord] {
+        var owners: [OwnerRecord] = []
+        for try await (id, name, createdAt) in try await self.client.query(
+            "SELECT id, name, created_at FROM owners ORDER BY created_at, id"
+        ).decode((String, String, Double).self) {
+            owners.append(OwnerRecord(id: id, name: name, createdAt: Date(timeIntervalSince1970: createdAt)))
+        }
+        return owners
+    }
+
+    public func insertAPIKey(_ key: APIKeyRecord, hash: String, audit: AuditEntry?) async throws {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            guard
+                try await connection.query("SELECT 1 FROM owners WHERE id = \(key.owner)", logger: self.logger)
+                    .collect().count == 1
+            else { throw AccessError.unknownOwner(key.owner) }
+            try await connection.query(
+                """
+                INSERT INTO api_keys (hash, id, owner_id, name, scopes, created_at, expires_at)
+                VALUES (\(hash), \(key.id), \(key.owner), \(key.name), \(KeyScope.text(key.scopes)),
+                        \(key.createdAt.timeIntervalSince1970), \(key.expiresAt?.timeIntervalSince1970))
+                """, logger: self.logger)
+            try await Self.append(audit, on: connection, logger: self.logger)
+        }
+    }
+
+    typealias KeyRow = (String, String, String, String, Double, Double?, Double?, Double?)
+
+    static func key(_ row: KeyRow) -> APIKeyRecord {
+        APIKeyRecord(
+            id: row.0, owner: row.1, name: row.2, scopes: (try? KeyScope.parse(row.3).get()) ?? [],
+            createdAt: Date(timeIntervalSince1970: row.4), expiresAt: row.5.map(Date.init(timeIntervalSince1970:)),
+            lastUsedAt: row.6.map(Date.init(timeIntervalSince1970:)),
+            revokedAt: row.7.map(Date.init(timeIntervalSince1970:)))
+    }
+
+    public func apiKey(hash: String) async throws -> APIKeyRecord? {
+        try await self.client.query(
+            """
+            SELECT id, owner_id, name, scopes, created_at, expires_at, last_used_at, revoked_at
+            FROM api_keys WHERE hash = \(hash)
+            """
+        ).decode(KeyRow.self).first { _ in true }.map(Self.key)
+    }
+
+    public func apiKeys(owner: String?) async throws -> [APIKeyRecord] {
+        var keys: [APIKeyRecord] = []
+        for try await row in try await self.client.query(
+            """
+            SELECT id, owner_id, name, scopes, created_at, expires_at, last_used_at, revoked_at
+            FROM api_keys WHERE \(owner)::text IS NULL OR owner_id = \(owner) ORDER BY created_at, id
+            """
+        ).decode(KeyRow.self) {
+            keys.append(Self.key(row))
+        }
+        return keys
+    }
+
+    public func revokeAPIKey(id: String, owner: String?, at: Date, audit: AuditEntry?) async throws -> Bool {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            var revoked: Bool?
+            for try await row in try await connection.query(
+                """
+                SELECT revoked_at IS NOT NULL FROM api_keys
+                WHERE id = \(id) AND (\(owner)::text IS NULL OR owner_id = \(owner)) FOR UPDATE
+                """, logger: self.logger
+            ).decode(Bool.self) {
+                revoked = row
+            }
+            guard let revoked else { return false }
+            guard !revoked else { return true }
+            try await connection.query(
+                "UPDATE api_keys SET revoked_at = \(at.timeIntervalSince1970) WHERE id = \(id)", logger: self.logger)
+            try await Self.append(audit, on: connection, logger: self.logger)
+            return true
+        }
+    }
+
+    public func touchAPIKey(id: String, at: Date) async throws {
+        try await self.client.query("UPDATE api_keys SET last_used_at = \(at.timeIntervalSince1970) WHERE id = \(id)")
     }
 
     public func apiKeyCount() async throws -> Int {
         try await Int(self.client.query("SELECT count(*) FROM api_keys").decode(Int64.self).first { _ in true } ?? 0)
+    }
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        try await self.client.withConnection { connection in
+            try await Self.append(entry, on: connection, logger: self.logger)
+        }
+    }
+
+    static func append(_ entry: AuditEntry?, on connection: PostgresConnection, logger: Logger) async throws {
+        guard let entry else { return }
+        try await connection.query(
+            """
+            INSERT INTO audit_log (at, key_id, owner_id, request_id, action, poll_id, detail)
+            VALUES (\(entry.at.timeIntervalSince1970), \(entry.key), \(entry.owner), \(entry.requestID),
+                    \(entry.action), \(entry.poll), \(entry.detail))
+            """, logger: logger)
+    }
+
+    public func audit(_ query: AuditQuery, limit: Int) async throws -> [AuditEntry] {
+        var entries: [AuditEntry] = []
+        let from = query.from?.timeIntervalSince1970
+        let to = query.to?.timeIntervalSince1970
+        for try await (seq, at, key, owner, requestID, action, poll, detail) in try await self.client.query(
+            """
+            SELECT seq, at, key_id, owner_id, request_id, action, poll_id, detail FROM audit_log
+            WHERE seq > \(query.after) AND (\(query.owner)::text IS NULL OR owner_id = \(query.owner))
+              AND (\(query.poll)::text IS NULL OR poll_id = \(query.poll))
+              AND (\(query.key)::text IS NULL OR key_id = \(query.key))
+              AND (\(from)::float8 IS NULL OR at >= \(from)) AND (\(to)::float8 IS NULL OR at < \(to))
+            ORDER BY seq LIMIT \(limit)
+            """
+        ).decode((Int64, Double, String, String, String?, String, String?, String).self) {
+            entries.append(
+                AuditEntry(
+                    sequence: seq, at: Date(timeIntervalSince1970: at), key: key, owner: owner, requestID: requestID,
+                    action: action, poll: poll, detail: detail))
+        }
+        return entries
     }
 
     public func secret(named name: String, orMake make: @Sendable () -> [UInt8]) async throws -> [UInt8] {

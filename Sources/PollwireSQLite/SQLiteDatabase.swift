@@ -83,6 +83,46 @@ public struct SQLiteDatabase: Sendable {
                     ) WITHOUT ROWID;
                     """)
         }
+        // Owners and scoped keys, and the append-only audit log. What existed belongs to the
+        // default owner; keys made before keep every scope they had in effect.
+        migrator.registerMigration("v2-owners") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE owners (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        name TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    ) WITHOUT ROWID;
+                    INSERT INTO owners (id, name, created_at) VALUES ('default', 'default', CAST(strftime('%s', 'now') AS REAL));
+                    ALTER TABLE polls ADD COLUMN owner_id TEXT NOT NULL DEFAULT 'default';
+                    CREATE INDEX polls_owner ON polls(owner_id);
+                    ALTER TABLE api_keys ADD COLUMN id TEXT;
+                    ALTER TABLE api_keys ADD COLUMN owner_id TEXT NOT NULL DEFAULT 'default';
+                    ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,write,export,admin,operator';
+                    ALTER TABLE api_keys ADD COLUMN expires_at REAL;
+                    ALTER TABLE api_keys ADD COLUMN last_used_at REAL;
+                    ALTER TABLE api_keys ADD COLUMN revoked_at REAL;
+                    UPDATE api_keys SET id = 'key_' || substr(hash, 1, 16);
+                    CREATE UNIQUE INDEX api_keys_id ON api_keys(id);
+                    CREATE INDEX api_keys_owner ON api_keys(owner_id);
+                    CREATE TABLE audit_log (
+                        seq INTEGER PRIMARY KEY,
+                        at REAL NOT NULL,
+                        key_id TEXT NOT NULL,
+                        owner_id TEXT NOT NULL,
+                        request_id TEXT,
+                        action TEXT NOT NULL,
+                        poll_id TEXT,
+                        detail TEXT NOT NULL
+                    );
+                    CREATE INDEX audit_log_owner ON audit_log(owner_id, seq);
+                    CREATE INDEX audit_log_poll ON audit_log(poll_id, seq);
+                    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+                        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                    """)
+        }
         return migrator
     }
 

@@ -17,10 +17,11 @@ public struct SQLitePollStore: PollStore {
         try await self.database.pool.read { db in
             let decoder = PollwireJSON.decoder()
             var polls: [String: StoredPoll] = [:]
-            let pollRows = try Row.fetchCursor(db, sql: "SELECT definition, version FROM polls")
+            let pollRows = try Row.fetchCursor(db, sql: "SELECT definition, version, owner_id FROM polls")
             while let row = try pollRows.next() {
                 let definition: String = row[0]
-                let poll = try decoder.decode(Poll.self, from: Data(definition.utf8))
+                var poll = try decoder.decode(Poll.self, from: Data(definition.utf8))
+                poll.owner = row[2]
                 polls[poll.id] = StoredPoll(poll: poll, version: row[1], tally: Tally(), latestText: [:])
             }
             var counts: [String: [TallyDelta]] = [:]
@@ -48,22 +49,23 @@ public struct SQLitePollStore: PollStore {
         return collector.latest
     }
 
-    public func insert(_ poll: Poll) async throws {
+    public func insert(_ poll: Poll, audit: AuditEntry?) async throws {
         let definition = try Self.encode(poll)
         try await self.database.pool.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO polls (id, definition, status, opens_at, closes_at, version, created_at)
-                    VALUES (?, ?, ?, ?, ?, 0, ?)
+                    INSERT INTO polls (id, definition, status, opens_at, closes_at, version, created_at, owner_id)
+                    VALUES (?, ?, ?, ?, ?, 0, ?, ?)
                     """,
                 arguments: [
                     poll.id, definition, poll.status.rawValue, poll.opensAt?.timeIntervalSince1970,
-                    poll.closesAt?.timeIntervalSince1970, poll.createdAt.timeIntervalSince1970,
+                    poll.closesAt?.timeIntervalSince1970, poll.createdAt.timeIntervalSince1970, poll.owner,
                 ])
+            try Self.append(audit, in: db)
         }
     }
 
-    public func update(_ poll: Poll) async throws -> Bool {
+    public func update(_ poll: Poll, audit: AuditEntry?) async throws -> Bool {
         let definition = try Self.encode(poll)
         return try await self.database.pool.write { db in
             try db.execute(
@@ -72,14 +74,18 @@ public struct SQLitePollStore: PollStore {
                     definition, poll.status.rawValue, poll.opensAt?.timeIntervalSince1970,
                     poll.closesAt?.timeIntervalSince1970, poll.id,
                 ])
-            return db.changesCount == 1
+            guard db.changesCount == 1 else { return false }
+            try Self.append(audit, in: db)
+            return true
         }
     }
 
-    public func delete(pollID: String) async throws -> Bool {
+    public func delete(pollID: String, audit: AuditEntry?) async throws -> Bool {
         try await self.database.pool.write { db in
             try db.execute(sql: "DELETE FROM polls WHERE id = ?", arguments: [pollID])
-            return db.changesCount == 1
+            guard db.changesCount == 1 else { return false }
+            try Self.append(audit, in: db)
+            return true
         }
     }
 
@@ -110,25 +116,138 @@ public struct SQLitePollStore: PollStore {
         String(decoding: try PollwireJSON.encoder().encode(poll), as: UTF8.self)
     }
 
-    // MARK: Keys and secrets
+    // MARK: Owners, keys and the audit log
 
-    public func insertAPIKey(hash: String, name: String, createdAt: Date) async throws {
+    public func insertOwner(_ owner: OwnerRecord, audit: AuditEntry?) async throws -> Bool {
         try await self.database.pool.write { db in
             try db.execute(
-                sql: "INSERT INTO api_keys (hash, name, created_at) VALUES (?, ?, ?)",
-                arguments: [hash, name, createdAt.timeIntervalSince1970])
+                sql: "INSERT INTO owners (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                arguments: [owner.id, owner.name, owner.createdAt.timeIntervalSince1970])
+            guard db.changesCount == 1 else { return false }
+            try Self.append(audit, in: db)
+            return true
         }
     }
 
-    public func apiKeyExists(hash: String) async throws -> Bool {
+    public func owners() async throws -> [OwnerRecord] {
         try await self.database.pool.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM api_keys WHERE hash = ?", arguments: [hash]) ?? false
+            try Row.fetchAll(db, sql: "SELECT id, name, created_at FROM owners ORDER BY created_at, id").map { row in
+                OwnerRecord(id: row[0], name: row[1], createdAt: Date(timeIntervalSince1970: row[2]))
+            }
+        }
+    }
+
+    public func insertAPIKey(_ key: APIKeyRecord, hash: String, audit: AuditEntry?) async throws {
+        try await self.database.pool.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM owners WHERE id = ?", arguments: [key.owner]) ?? false
+            else { throw AccessError.unknownOwner(key.owner) }
+            try db.execute(
+                sql: """
+                    INSERT INTO api_keys (hash, id, owner_id, name, scopes, created_at, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    hash, key.id, key.owner, key.name, KeyScope.text(key.scopes), key.createdAt.timeIntervalSince1970,
+                    key.expiresAt?.timeIntervalSince1970,
+                ])
+            try Self.append(audit, in: db)
+        }
+    }
+
+    static let keyColumns = "id, owner_id, name, scopes, created_at, expires_at, last_used_at, revoked_at"
+
+    static func key(_ row: Row) -> APIKeyRecord {
+        APIKeyRecord(
+            id: row[0], owner: row[1], name: row[2],
+            scopes: (try? KeyScope.parse(row[3]).get()) ?? [], createdAt: Date(timeIntervalSince1970: row[4]),
+            expiresAt: (row[5] as Double?).map(Date.init(timeIntervalSince1970:)),
+            lastUsedAt: (row[6] as Double?).map(Date.init(timeIntervalSince1970:)),
+            revokedAt: (row[7] as Double?).map(Date.init(timeIntervalSince1970:)))
+    }
+
+    public func apiKey(hash: String) async throws -> APIKeyRecord? {
+        try await self.database.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT \(Self.keyColumns) FROM api_keys WHERE hash = ?", arguments: [hash])
+                .map(Self.key)
+        }
+    }
+
+    public func apiKeys(owner: String?) async throws -> [APIKeyRecord] {
+        try await self.database.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(Self.keyColumns) FROM api_keys WHERE ?1 IS NULL OR owner_id = ?1
+                    ORDER BY created_at, id
+                    """, arguments: [owner]
+            ).map(Self.key)
+        }
+    }
+
+    public func revokeAPIKey(id: String, owner: String?, at: Date, audit: AuditEntry?) async throws -> Bool {
+        try await self.database.pool.write { db in
+            guard
+                let revoked = try Row.fetchOne(
+                    db, sql: "SELECT revoked_at FROM api_keys WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
+                    arguments: [id, owner])
+            else { return false }
+            guard (revoked[0] as Double?) == nil else { return true }
+            try db.execute(
+                sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ?", arguments: [at.timeIntervalSince1970, id])
+            try Self.append(audit, in: db)
+            return true
+        }
+    }
+
+    public func touchAPIKey(id: String, at: Date) async throws {
+        try await self.database.pool.write { db in
+            try db.execute(
+                sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [at.timeIntervalSince1970, id])
         }
     }
 
     public func apiKeyCount() async throws -> Int {
         try await self.database.pool.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM api_keys") ?? 0
+        }
+    }
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        try await self.database.pool.write { db in try Self.append(entry, in: db) }
+    }
+
+    static func append(_ entry: AuditEntry?, in db: Database) throws {
+        guard let entry else { return }
+        try db.execute(
+            sql: """
+                INSERT INTO audit_log (at, key_id, owner_id, request_id, action, poll_id, detail)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                entry.at.timeIntervalSince1970, entry.key, entry.owner, entry.requestID, entry.action, entry.poll,
+                entry.detail,
+            ])
+    }
+
+    public func audit(_ query: AuditQuery, limit: Int) async throws -> [AuditEntry] {
+        try await self.database.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT seq, at, key_id, owner_id, request_id, action, poll_id, detail FROM audit_log
+                    WHERE seq > ?1 AND (?2 IS NULL OR owner_id = ?2) AND (?3 IS NULL OR poll_id = ?3)
+                      AND (?4 IS NULL OR key_id = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at < ?6)
+                    ORDER BY seq LIMIT ?7
+                    """,
+                arguments: [
+                    query.after, query.owner, query.poll, query.key, query.from?.timeIntervalSince1970,
+                    query.to?.timeIntervalSince1970, limit,
+                ]
+            ).map { row in
+                AuditEntry(
+                    sequence: row[0], at: Date(timeIntervalSince1970: row[1]), key: row[2], owner: row[3],
+                    requestID: row[4], action: row[5], poll: row[6], detail: row[7])
+            }
         }
     }
 

@@ -65,6 +65,8 @@ enum ConfigCatalog {
         Key(name: "ratelimit.deviceTokensPerIpBurst", kind: .int(1...1_000_000_000)),
         Key(name: "ratelimit.managementPerKeyRate", kind: .double(0...1e9)),
         Key(name: "ratelimit.managementPerKeyBurst", kind: .int(1...1_000_000_000)),
+        Key(name: "ratelimit.invalidKeysPerIpRate", kind: .double(0...1e9)),
+        Key(name: "ratelimit.invalidKeysPerIpBurst", kind: .int(1...1_000_000_000)),
         Key(name: "ratelimit.allowList", kind: .strings),
         Key(name: "ratelimit.trustedProxies", kind: .strings),
         Key(name: "ratelimit.capacity", kind: .int(1...100_000_000)),

@@ -161,6 +161,7 @@ extension PollwireSettings {
         limits.votesPerVoter = rule("votesPerVoter", limits.votesPerVoter)
         limits.deviceTokensPerIP = rule("deviceTokensPerIp", limits.deviceTokensPerIP)
         limits.managementPerKey = rule("managementPerKey", limits.managementPerKey)
+        limits.invalidKeysPerIP = rule("invalidKeysPerIp", limits.invalidKeysPerIP)
         limits.allowList = Set(reader.stringArray(forKey: "ratelimit.allowList", default: []))
         limits.trustedProxies = Set(reader.stringArray(forKey: "ratelimit.trustedProxies", default: []))
         limits.capacity = reader.int(forKey: "ratelimit.capacity", default: limits.capacity)

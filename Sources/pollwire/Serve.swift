@@ -3,6 +3,7 @@ import Configuration
 import Foundation
 import Hummingbird
 import Logging
+import PollwireCore
 import PollwireEngine
 import PollwireHTTP
 import PollwirePostgres
@@ -48,9 +49,16 @@ private func serve(
     let pollStore = stores.pollStore
     let bound = BoundPort()
     if try await pollStore.apiKeyCount() == 0 {
-        let key = APIKeys.generate()
-        try await pollStore.insertAPIKey(hash: APIKeys.hash(key), name: "first admin key", createdAt: Date())
-        say("Created the first admin API key (shown once, store it now):\n  \(key)")
+        // The operator's key: every scope, on the default owner.
+        let now = Date()
+        let (secret, key) = APIKeys.make(
+            owner: Poll.defaultOwner, name: "first admin key", scopes: Set(KeyScope.allCases), expiresAt: nil, at: now)
+        try await pollStore.insertAPIKey(
+            key, hash: APIKeys.hash(secret),
+            audit: AuditEntry(
+                at: now, key: "cli", owner: key.owner, requestID: nil, action: "key.create", detail: APIKeys.detail(key)
+            ))
+        say("Created the first admin API key (shown once, store it now):\n  \(secret)")
     }
     var feed: (@Sendable (ChangeSink) -> any ChangeFeed)?
     if let database = stores.postgres {

@@ -26,8 +26,9 @@ struct TestServer {
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = try SQLiteDatabase(path: directory.appendingPathComponent("pollwire.sqlite").path)
         let pollStore = SQLitePollStore(database: database)
-        let key = APIKeys.generate()
-        try await pollStore.insertAPIKey(hash: APIKeys.hash(key), name: "test", createdAt: Date())
+        let (key, record) = APIKeys.make(
+            owner: Poll.defaultOwner, name: "test", scopes: Set(KeyScope.allCases), expiresAt: nil, at: Date())
+        try await pollStore.insertAPIKey(record, hash: APIKeys.hash(key), audit: nil)
         var settings = settings
         settings.host = "127.0.0.1"
         settings.port = 0
