@@ -58,6 +58,9 @@ extension PollSettings {
                 field: "settings.allowedOrigins[\(index)]",
                 "must be an origin: http or https, a host and an optional port, no path (https://example.com)")
         }
+        if self.signedVoters, self.dedupe != .voter {
+            throw ValidationError(field: "settings.signedVoters", "needs dedupe \"voter\": the token names the voter")
+        }
         if let voterLimit {
             if !(voterLimit.rate > 0 && voterLimit.rate <= 1000) {
                 throw ValidationError(field: "settings.voterLimit.rate", "must be above 0 and at most 1000 per second")

@@ -34,6 +34,9 @@ public struct PollSettings: Codable, Sendable, Equatable {
     public var cache: ResultsCache?
     /// Vote attempts per voter on this poll; nil: the server's `ratelimit.votesPerVoter*`.
     public var voterLimit: VoterLimit?
+    /// Voters must come with a token their poll's owner signed (a JWT naming the voter and the
+    /// poll): the voter id is the token's, no client can invent one. Needs `dedupe: voter`.
+    public var signedVoters: Bool
 
     public init(
         visibility: Visibility = .public,
@@ -41,7 +44,8 @@ public struct PollSettings: Codable, Sendable, Equatable {
         allowChange: Bool = false,
         allowedOrigins: [String] = [],
         cache: ResultsCache? = nil,
-        voterLimit: VoterLimit? = nil
+        voterLimit: VoterLimit? = nil,
+        signedVoters: Bool = false
     ) {
         self.visibility = visibility
         self.dedupe = dedupe
@@ -49,10 +53,11 @@ public struct PollSettings: Codable, Sendable, Equatable {
         self.allowedOrigins = allowedOrigins
         self.cache = cache
         self.voterLimit = voterLimit
+        self.signedVoters = signedVoters
     }
 
     enum CodingKeys: String, CodingKey {
-        case visibility, dedupe, allowChange, allowedOrigins, cache, voterLimit
+        case visibility, dedupe, allowChange, allowedOrigins, cache, voterLimit, signedVoters
     }
 
     public init(from decoder: any Decoder) throws {
@@ -63,6 +68,7 @@ public struct PollSettings: Codable, Sendable, Equatable {
         self.allowedOrigins = try container.decodeIfPresent([String].self, forKey: .allowedOrigins) ?? []
         self.cache = try container.decodeIfPresent(ResultsCache.self, forKey: .cache)
         self.voterLimit = try container.decodeIfPresent(VoterLimit.self, forKey: .voterLimit)
+        self.signedVoters = try container.decodeIfPresent(Bool.self, forKey: .signedVoters) ?? false
     }
 }
 

@@ -147,3 +147,29 @@ public struct AuditQuery: Sendable, Equatable {
         self.after = after
     }
 }
+
+/// A key an owner's site signs voter tokens with (a JWT per voter): the HMAC secret of `HS256`
+/// or the PEM public key of `ES256`. Polls with `signedVoters` take only voters whose token one
+/// of their owner's keys verifies.
+public struct VoterKeyRecord: Sendable, Equatable {
+    public enum Algorithm: String, Sendable, CaseIterable {
+        case hs256 = "HS256"
+        case es256 = "ES256"
+    }
+
+    /// The token header's `kid` that picks this key (tokens without one try each key).
+    public var id: String
+    public var owner: String
+    public var algorithm: Algorithm
+    /// The HMAC secret (`HS256`) or the PEM public key (`ES256`).
+    public var material: String
+    public var createdAt: Date
+
+    public init(id: String, owner: String, algorithm: Algorithm, material: String, createdAt: Date) {
+        self.id = id
+        self.owner = owner
+        self.algorithm = algorithm
+        self.material = material
+        self.createdAt = createdAt
+    }
+}

@@ -109,6 +109,13 @@ public protocol PollStore: Sendable {
     /// How many API keys exist.
     func apiKeyCount() async throws -> Int
 
+    /// Stores a voter-token key. Throws `AccessError.unknownOwner` when its owner does not exist.
+    func insertVoterKey(_ key: VoterKeyRecord, audit: AuditEntry?) async throws
+    /// The voter-token keys of `owner`, oldest first.
+    func voterKeys(owner: String) async throws -> [VoterKeyRecord]
+    /// Deletes the voter-token key `id` of `owner`. Returns false when there is none.
+    func deleteVoterKey(id: String, owner: String, audit: AuditEntry?) async throws -> Bool
+
     /// Appends an entry that goes with no stored change (an export).
     func appendAudit(_ entry: AuditEntry) async throws
     /// Up to `limit` entries that `query` selects, in order.

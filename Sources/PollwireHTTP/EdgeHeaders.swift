@@ -51,7 +51,8 @@ struct EdgeHeadersMiddleware: RouterMiddleware {
     typealias Context = PollwireRequestContext
 
     let policy: ResponsePolicy
-    static let allowHeaders = "Content-Type, Idempotency-Key, Pollwire-Device, Pollwire-Receipt, Last-Event-ID"
+    static let allowHeaders =
+        "Content-Type, Idempotency-Key, Pollwire-Device, Pollwire-Receipt, Pollwire-Voter-Token, Last-Event-ID"
     static let preflightMaxAge = "600"
 
     init(policy: ResponsePolicy) {

@@ -103,7 +103,8 @@ public enum PollwireApplication {
             eventsMetrics: LiveMetrics(transport: "sse", factory: factory),
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil))
         let votes = VotesController(
-            intake: intake, ingestor: ingestor, book: book, finder: finder, settings: settings, limits: limits)
+            intake: intake, ingestor: ingestor, book: book, finder: finder, settings: settings, limits: limits,
+            voterTokens: VoterTokens(store: pollStore))
         let results = ResultsController(book: book, finder: finder, signer: signer, settings: settings, now: now)
         let export = ExportController(store: pollStore, finder: finder, now: now)
 
@@ -124,6 +125,7 @@ public enum PollwireApplication {
         export.addRoutes(to: management)
         KeysController(store: pollStore, settings: settings, now: now).addRoutes(to: management)
         AuditController(store: pollStore).addRoutes(to: management)
+        VoterKeysController(store: pollStore, settings: settings, now: now).addRoutes(to: management)
 
         let admission = Admission(
             settings: settings.admission, securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil),

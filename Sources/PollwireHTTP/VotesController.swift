@@ -13,6 +13,7 @@ struct VotesController {
     let finder: PollFinder
     let settings: PollwireSettings
     let limits: EdgeLimits
+    let voterTokens: VoterTokens
 
     func addPublicRoutes(to group: RouterGroup<PollwireRequestContext>) {
         group.post("/polls/{id}/votes", use: self.vote)
@@ -34,8 +35,17 @@ struct VotesController {
         try self.limits.voteFromAddress(self.limits.clientAddress(request, channel: context.channel))
         let body = try await request.decodeJSON(VoteBody.self, limit: self.settings.maxBodyBytes, fast: BallotJSON.vote)
         let idempotencyKey = request.headers[.idempotencyKey]
+        var voter = body.voter
+        if let poll, poll.settings.signedVoters {
+            // The voter is who the owner's site signed for; a body that names another is refused.
+            let signed = try await self.voterTokens.voter(token: request.headers[.pollwireVoterToken], poll: poll)
+            guard voter == nil || voter == signed else {
+                throw APIError.invalid(ValidationError(field: "voter", "must be the voter the token names, or absent"))
+            }
+            voter = signed
+        }
         let checked = try self.intake.command(
-            pollID: id, poll: poll, voter: body.voter, device: body.device ?? request.headers[.pollwireDevice],
+            pollID: id, poll: poll, voter: voter, device: body.device ?? request.headers[.pollwireDevice],
             idempotencyKey: idempotencyKey, answers: body.answers)
         if let voter = checked.command.voter {
             try self.limits.voteByVoter(voter, poll: id, limit: poll?.settings.voterLimit)

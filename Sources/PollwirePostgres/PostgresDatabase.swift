@@ -286,6 +286,15 @@ public struct PostgresDatabase: Sendable {
                 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
                 FOR EACH STATEMENT EXECUTE FUNCTION pollwire_audit_append_only()
                 """,
+                """
+                CREATE TABLE voter_keys (
+                    id text PRIMARY KEY,
+                    owner_id text NOT NULL REFERENCES owners(id),
+                    algorithm text NOT NULL,
+                    material text NOT NULL,
+                    created_at double precision NOT NULL)
+                """,
+                "CREATE INDEX voter_keys_owner ON voter_keys (owner_id)",
             ]
         ),
     ]

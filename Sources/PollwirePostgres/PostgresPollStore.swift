@@ -293,6 +293,50 @@ public struct PostgresPollStore: PollStore {
         try await Int(self.client.query("SELECT count(*) FROM api_keys").decode(Int64.self).first { _ in true } ?? 0)
     }
 
+    public func insertVoterKey(_ key: VoterKeyRecord, audit: AuditEntry?) async throws {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            guard
+                try await connection.query("SELECT 1 FROM owners WHERE id = \(key.owner)", logger: self.logger)
+                    .collect().count == 1
+            else { throw AccessError.unknownOwner(key.owner) }
+            try await connection.query(
+                """
+                INSERT INTO voter_keys (id, owner_id, algorithm, material, created_at)
+                VALUES (\(key.id), \(key.owner), \(key.algorithm.rawValue), \(key.material),
+                        \(key.createdAt.timeIntervalSince1970))
+                """, logger: self.logger)
+            try await Self.append(audit, on: connection, logger: self.logger)
+        }
+    }
+
+    public func voterKeys(owner: String) async throws -> [VoterKeyRecord] {
+        var keys: [VoterKeyRecord] = []
+        for try await (id, owner, algorithm, material, createdAt) in try await self.client.query(
+            """
+            SELECT id, owner_id, algorithm, material, created_at FROM voter_keys WHERE owner_id = \(owner)
+            ORDER BY created_at, id
+            """
+        ).decode((String, String, String, String, Double).self) {
+            guard let algorithm = VoterKeyRecord.Algorithm(rawValue: algorithm) else { continue }
+            keys.append(
+                VoterKeyRecord(
+                    id: id, owner: owner, algorithm: algorithm, material: material,
+                    createdAt: Date(timeIntervalSince1970: createdAt)))
+        }
+        return keys
+    }
+
+    public func deleteVoterKey(id: String, owner: String, audit: AuditEntry?) async throws -> Bool {
+        try await self.client.withTransaction(logger: self.logger) { connection in
+            let deleted =
+                try await connection.query(
+                    "DELETE FROM voter_keys WHERE id = \(id) AND owner_id = \(owner) RETURNING 1", logger: self.logger
+                ).collect().count == 1
+            if deleted { try await Self.append(audit, on: connection, logger: self.logger) }
+            return deleted
+        }
+    }
+
     public func appendAudit(_ entry: AuditEntry) async throws {
         try await self.client.withConnection { connection in
             try await Self.append(entry, on: connection, logger: self.logger)

@@ -121,6 +121,14 @@ public struct SQLiteDatabase: Sendable {
                         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
                     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
                         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+                    CREATE TABLE voter_keys (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        owner_id TEXT NOT NULL,
+                        algorithm TEXT NOT NULL,
+                        material TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX voter_keys_owner ON voter_keys(owner_id);
                     """)
         }
         return migrator

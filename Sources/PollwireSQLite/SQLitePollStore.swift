@@ -212,6 +212,46 @@ public struct SQLitePollStore: PollStore {
         }
     }
 
+    public func insertVoterKey(_ key: VoterKeyRecord, audit: AuditEntry?) async throws {
+        try await self.database.pool.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM owners WHERE id = ?", arguments: [key.owner]) ?? false
+            else { throw AccessError.unknownOwner(key.owner) }
+            try db.execute(
+                sql: "INSERT INTO voter_keys (id, owner_id, algorithm, material, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    key.id, key.owner, key.algorithm.rawValue, key.material, key.createdAt.timeIntervalSince1970,
+                ])
+            try Self.append(audit, in: db)
+        }
+    }
+
+    public func voterKeys(owner: String) async throws -> [VoterKeyRecord] {
+        try await self.database.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, owner_id, algorithm, material, created_at FROM voter_keys WHERE owner_id = ?
+                    ORDER BY created_at, id
+                    """, arguments: [owner]
+            ).compactMap { row in
+                VoterKeyRecord.Algorithm(rawValue: row[2]).map {
+                    VoterKeyRecord(
+                        id: row[0], owner: row[1], algorithm: $0, material: row[3],
+                        createdAt: Date(timeIntervalSince1970: row[4]))
+                }
+            }
+        }
+    }
+
+    public func deleteVoterKey(id: String, owner: String, audit: AuditEntry?) async throws -> Bool {
+        try await self.database.pool.write { db in
+            try db.execute(sql: "DELETE FROM voter_keys WHERE id = ? AND owner_id = ?", arguments: [id, owner])
+            guard db.changesCount == 1 else { return false }
+            try Self.append(audit, in: db)
+            return true
+        }
+    }
+
     public func appendAudit(_ entry: AuditEntry) async throws {
         try await self.database.pool.write { db in try Self.append(entry, in: db) }
     }

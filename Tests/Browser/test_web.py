@@ -3,7 +3,8 @@
 against a real `pollwire` process on 127.0.0.1.
 
 - the widget, embedded by a page on another origin (CORS), votes with the keyboard only and then
-  shows live results; its weight is checked (< 15 KB);
+  shows live results; its weight is checked (< 15 KB); on every dedupe mode, and as a signed voter
+  (data-voter-token) on a poll with signedVoters;
 - the presenter page moves after votes sent with plain HTTP, and after a vote in another browser
   (the time from that vote to the bar moving is printed);
 - the admin dashboard signs in with the API key and creates a poll;
@@ -156,6 +157,55 @@ def widget_votes_on_every_dedupe_mode(api, auth, driver):
             host.shutdown()
 
 
+def hs256_token(secret, claims):
+    """A JWT signed with HMAC-SHA-256, as an embedding site's server makes one for its voter."""
+    import base64
+    import hashlib
+    import hmac
+
+    def part(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    signing = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + part(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return signing + "." + part(signature)
+
+
+def widget_votes_as_a_signed_voter(api, auth, driver):
+    """A poll with signedVoters: the widget carries the site's token (data-voter-token) and the vote
+    counts for the voter the token names; without a token the widget shows the server's refusal."""
+    secret = "the embedding site's secret, 32 bytes or more"
+    status, _, body = request("POST", f"{api}/v1/voter-keys", {"algorithm": "HS256", "secret": secret}, auth)
+    check(status == 201, f"signed voters: voter-token key registered ({status} {body})")
+    definition = dict(README_POLL, settings={"signedVoters": True})
+    status, _, body = request("POST", f"{api}/v1/polls", definition, auth)
+    check(status == 201, f"signed voters: poll created ({status})")
+    poll = json.loads(body)["id"]
+    token = hs256_token(secret, {"sub": "reader-7", "poll": poll, "exp": int(time.time()) + 600})
+    for name, attributes, expected in [("without a token", "", "signed voters only"),
+                                       ("with data-voter-token", f' data-voter-token="{token}"', "Thank you")]:
+        host = host_page_server(api, poll, attributes)
+        try:
+            driver.get(f"http://localhost:{host.server_address[1]}/")
+            widget = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, ".pollwire-widget"))
+            shadow = widget.shadow_root
+            WebDriverWait(driver, 10).until(lambda d: shadow.find_elements(By.CSS_SELECTOR, "input[value=a]"))
+            shadow.find_element(By.CSS_SELECTOR, "input[value=a]").click()
+            shadow.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+                lambda d: shadow.find_elements(By.CSS_SELECTOR, "[data-total='1']")
+                or shadow.find_elements(By.CSS_SELECTOR, ".err"))
+            message = driver.execute_script(
+                "return arguments[0].shadowRoot.querySelector('.msg').textContent", widget)
+            check(expected in message, f"signed voters, {name}: the widget says {message!r}")
+        finally:
+            host.shutdown()
+    _, _, body = request("GET", f"{api}/v1/polls/{poll}/results")
+    check(json.loads(body)["total"] == 1, "signed voters: the server counted the signed vote only")
+    status, _, _ = request("POST", f"{api}/v1/polls/{poll}/votes", {"voter": "reader-7", "answers": {"q1": ["b"]}},
+                           {"Pollwire-Voter-Token": token})
+    check(status == 409, f"signed voters: the token's voter has voted ({status})")
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix="pollwire-web-")
@@ -180,6 +230,7 @@ def main():
         first = browser(900, 700)
         drivers.append(first)
         widget_votes_on_every_dedupe_mode(api, auth, first)
+        widget_votes_as_a_signed_voter(api, auth, first)
 
         # Security headers of the pages.
         for path in [f"/p/{poll}", "/admin", f"/embed/{poll}"]:

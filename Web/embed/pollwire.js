@@ -1,6 +1,7 @@
 /* Pollwire widget: <script src="https://HOST/embed/pollwire.js" data-poll="ID" async></script>
  * (data-voter="ID" names the voter on polls that dedupe by voter; without it the browser's device
- * token identifies the voter). Renders the poll where the script tag is, votes, then shows live results (per the poll's
+ * token identifies the voter; data-voter-token="JWT" carries the voter the site signed, for polls with
+ * signedVoters). Renders the poll where the script tag is, votes, then shows live results (per the poll's
  * visibility). No dependencies; styles live in a shadow root, so the host page cannot break them. */
 (function () {
   "use strict";
@@ -198,15 +199,20 @@
     store.setItem(key("idem:" + poll.id), idem);
     // A voter id from the page (data-voter) on a poll that dedupes by voter; otherwise this
     // browser's device token, which a voter poll also takes as the voter's identity.
-    var voter = dedupe === "voter" ? me.getAttribute("data-voter") : null;
-    var token = dedupe === "none" || voter ? Promise.resolve(null) : deviceToken();
+    // A poll with signedVoters takes the voter from the token the page's server signed
+    // (data-voter-token), which names the voter itself.
+    var signed = (poll.settings || {}).signedVoters ? me.getAttribute("data-voter-token") : null;
+    var voter = dedupe === "voter" && !signed ? me.getAttribute("data-voter") : null;
+    var token = dedupe === "none" || voter || signed ? Promise.resolve(null) : deviceToken();
     return token.then(function (device) {
       var body = { answers: answers };
       if (voter) body.voter = voter;
       if (device) body.device = device;
+      var headers = { "Content-Type": "application/json", "Idempotency-Key": idem };
+      if (signed) headers["Pollwire-Voter-Token"] = signed;
       return api("/v1/polls/" + encodeURIComponent(poll.id) + "/votes", {
         method: "POST",
-        headers: { "Content-Type": "application/json", "Idempotency-Key": idem },
+        headers: headers,
         body: JSON.stringify(body)
       });
     }).then(function (r) {
