@@ -8,6 +8,9 @@ public struct Results: Encodable, Sendable, Equatable {
     /// Present (true) only while the server may be behind the store: a cluster node cut off
     /// from PostgreSQL serves what it last knew.
     public var stale: Bool?
+    /// The head of the poll's ballot chain at this version (64 hex digits): what a voter's
+    /// proof of inclusion ends at.
+    public var chain: String? = nil
     public var questions: [QuestionResults]?
 
     /// Results of one question; which fields are present depends on its kind.

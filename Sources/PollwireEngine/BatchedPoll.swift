@@ -11,11 +11,27 @@ public struct BatchedPoll: Sendable {
     public private(set) var texts: [TextAnswer] = []
     /// Whether a ballot of the batch was stored (the poll's version moves).
     public private(set) var stored = false
+    /// This shard's ballot chain of the poll (nil: the store does not chain ballots).
+    public var chain: ChainLink?
 
-    public init(shard: Int32 = 0, sequence: Int64, open: Bool) {
+    public init(shard: Int32 = 0, sequence: Int64, open: Bool, chain: ChainLink? = nil) {
         self.shard = shard
         self.sequence = sequence
         self.open = open
+        self.chain = chain
+    }
+
+    /// The place a ballot with `digest` (`BallotChain.digest`) takes when it is stored next;
+    /// nil when the store does not chain. `append` it once the ballot is stored.
+    public func link(_ digest: ChainHash) -> BallotReceipt? {
+        guard let chain = self.chain else { return nil }
+        return BallotReceipt(
+            hash: BallotChain.link(chain.head, digest), position: chain.length + 1, shard: self.shard)
+    }
+
+    /// Moves the chain to a stored ballot's place (from `link`).
+    public mutating func append(_ receipt: BallotReceipt) {
+        self.chain = ChainLink(length: receipt.position, head: receipt.hash)
     }
 
     /// Counts a stored ballot: its counters, and its text answers for the latest-answers list.
@@ -38,6 +54,7 @@ public struct BatchedPoll: Sendable {
         let deltas = self.deltas.compactMap { $0.value == 0 ? nil : TallyDelta(key: $0.key, amount: $0.value) }
             .sorted { $0.key < $1.key }
         return PollChange(
-            pollID: pollID, shard: self.shard, sequence: self.sequence + 1, deltas: deltas, texts: self.texts)
+            pollID: pollID, shard: self.shard, sequence: self.sequence + 1, deltas: deltas, texts: self.texts,
+            chain: self.chain)
     }
 }

@@ -9,6 +9,8 @@ public struct StoredPoll: Sendable {
     public var tally: Tally
     /// Latest text answers by question id, newest first.
     public var latestText: [String: [String]]
+    /// Every shard's ballot chain (`BallotChain`).
+    public var chains: [Int32: ChainLink] = [:]
 
     public init(poll: Poll, shards: [Int32: Int64], tally: Tally, latestText: [String: [String]]) {
         self.poll = poll

@@ -14,7 +14,13 @@ public enum ResultsJSON {
     public static func full(_ results: Results) -> ByteBuffer? {
         var output = ByteBuffer()
         output.reserveCapacity(Self.estimate(results))
-        output.writeStaticString("{\"hidden\":")
+        output.writeStaticString("{")
+        if let chain = results.chain {
+            output.writeStaticString("\"chain\":")
+            Self.writeQuoted(chain, to: &output)
+            output.writeStaticString(",")
+        }
+        output.writeStaticString("\"hidden\":")
         output.writeStaticString(results.hidden ? "true" : "false")
         output.writeStaticString(",\"poll\":")
         Self.writeQuoted(results.poll, to: &output)
@@ -166,7 +172,7 @@ public enum ResultsJSON {
 
     /// A rough size, so the buffer is allocated once.
     private static func estimate(_ results: Results) -> Int {
-        var size = 96 + results.poll.utf8.count
+        var size = 96 + results.poll.utf8.count + (results.chain == nil ? 0 : 76)
         for question in results.questions ?? [] {
             size += 96 + question.id.utf8.count
             size += (question.options?.count ?? 0) * 48 + (question.distribution?.count ?? 0) * 32

@@ -17,6 +17,8 @@ public final class TallyBook: Sendable {
         var version: Int64
         /// Every shard's last applied sequence (see `PollChange`).
         var shards: [Int32: Int64]
+        /// Every shard's ballot chain at that sequence.
+        var chains: [Int32: ChainLink] = [:]
         var tally: Tally
         var latestText: [String: [String]]
         var full: Snapshot?
@@ -78,8 +80,8 @@ public final class TallyBook: Sendable {
         var fresh: [String: Entry] = [:]
         for stored in polls {
             fresh[stored.poll.id] = Entry(
-                poll: stored.poll, version: stored.version, shards: stored.shards, tally: stored.tally,
-                latestText: stored.latestText.mapValues { Array($0.prefix(self.latestTextLimit)) })
+                poll: stored.poll, version: stored.version, shards: stored.shards, chains: stored.chains,
+                tally: stored.tally, latestText: stored.latestText.mapValues { Array($0.prefix(self.latestTextLimit)) })
         }
         self.entries.withLock {
             $0 = fresh
@@ -270,6 +272,7 @@ public final class TallyBook: Sendable {
             if ahead {
                 entry.version = stored.version
                 entry.shards = stored.shards
+                entry.chains = stored.chains
                 entry.tally = stored.tally
                 entry.latestText = stored.latestText.mapValues { Array($0.prefix(limit)) }
             }
@@ -312,6 +315,7 @@ public final class TallyBook: Sendable {
 
     private static func apply(_ change: PollChange, to entry: inout Entry, latestTextLimit: Int) {
         entry.shards[change.shard] = change.sequence
+        if let chain = change.chain { entry.chains[change.shard] = chain }
         entry.version += 1
         entry.tally.apply(change.deltas)
         for answer in change.texts {
@@ -350,7 +354,7 @@ public final class TallyBook: Sendable {
         // counters, text answers) cost more than the rest of a read.
         enum Found {
             case cached(Snapshot)
-            case encode(Poll, Int64, Tally, [String: [String]])
+            case encode(Poll, Int64, Tally, [String: [String]], [Int32: ChainLink])
         }
         let found: Found? = self.entries.withLock { entries in
             guard let entry = entries[id] else { return nil }
@@ -359,13 +363,16 @@ public final class TallyBook: Sendable {
             {
                 return .cached(cached)
             }
-            return .encode(entry.poll, entry.version, entry.tally, entry.latestText)
+            return .encode(entry.poll, entry.version, entry.tally, entry.latestText, entry.chains)
         }
-        let entry: (poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]])
+        let entry: (
+            poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]], chains: [Int32: ChainLink]
+        )
         switch found {
         case nil: return nil
         case .cached(let snapshot): return snapshot
-        case .encode(let poll, let version, let tally, let latestText): entry = (poll, version, tally, latestText)
+        case .encode(let poll, let version, let tally, let latestText, let chains):
+            entry = (poll, version, tally, latestText, chains)
         }
 
         var results =
@@ -373,6 +380,8 @@ public final class TallyBook: Sendable {
             ? Results.hidden(poll: id, version: entry.version, total: entry.tally.ballots)
             : Results(poll: entry.poll, version: entry.version, tally: entry.tally, latestText: entry.latestText)
         if stale { results.stale = true }
+        // The chain head of this version: what a voter's proof ends at.
+        if !entry.chains.isEmpty { results.chain = BallotChain.head(entry.chains).hex }
         let snapshot = Snapshot(
             pollID: id, version: entry.version, hidden: hidden, stale: stale, body: Self.encode(results),
             compact: ResultsJSON.compact(results))

@@ -39,6 +39,14 @@ public enum VoteOutcome: Sendable, Equatable {
     case pollNotOpen
 }
 
+extension VoteOutcome {
+    /// Whether this answers a retry with the answer its `Idempotency-Key` got first.
+    public var isReplay: Bool {
+        if case .accepted(_, replayed: true) = self { return true }
+        return false
+    }
+}
+
 /// What one group commit changed for one poll: applied to the TallyBook after the commit.
 ///
 /// A poll's changes come in shards, one per writer: the embedded store is one shard (0); in a
@@ -55,13 +63,19 @@ public struct PollChange: Sendable, Equatable {
     public var deltas: [TallyDelta]
     /// Text answers the batch added, oldest first, as (question id, text).
     public var texts: [TextAnswer]
+    /// The shard's ballot chain of the poll after the commit (nil: not chained).
+    public var chain: ChainLink?
 
-    public init(pollID: String, shard: Int32 = 0, sequence: Int64, deltas: [TallyDelta], texts: [TextAnswer]) {
+    public init(
+        pollID: String, shard: Int32 = 0, sequence: Int64, deltas: [TallyDelta], texts: [TextAnswer],
+        chain: ChainLink? = nil
+    ) {
         self.pollID = pollID
         self.shard = shard
         self.sequence = sequence
         self.deltas = deltas
         self.texts = texts
+        self.chain = chain
     }
 }
 
@@ -80,9 +94,13 @@ public struct TextAnswer: Sendable, Equatable {
 public struct CommitResult: Sendable {
     public var outcomes: [VoteOutcome]
     public var changes: [PollChange]
+    /// Per vote, in order, its ballot's place in the chain when this commit stored one (empty
+    /// when the store does not chain).
+    public var receipts: [BallotReceipt?]
 
-    public init(outcomes: [VoteOutcome], changes: [PollChange]) {
+    public init(outcomes: [VoteOutcome], changes: [PollChange], receipts: [BallotReceipt?] = []) {
         self.outcomes = outcomes
         self.changes = changes
+        self.receipts = receipts
     }
 }

@@ -53,7 +53,7 @@ public final class VoteIngestor: Service, Sendable {
 
     struct Submission {
         var votes: [VoteCommand]
-        var continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>
+        var continuation: CheckedContinuation<Result<Submitted, IngestError>, Never>
         /// When it must be answered: queued at + `commitDeadline` (nil without a deadline).
         var answerBy: ContinuousClock.Instant?
     }
@@ -112,10 +112,22 @@ public final class VoteIngestor: Service, Sendable {
     /// `.shuttingDown` once shutdown began; with `.storageFailure` when the commit failed.
     /// Cost: one lock, one continuation; no per-vote allocation beyond the command itself.
     public func submit(_ votes: [VoteCommand]) async throws(IngestError) -> [VoteOutcome] {
-        if votes.isEmpty { return [] }
+        try await self.submitForReceipts(votes).outcomes
+    }
+
+    /// What a submission comes back with: an outcome per vote, in order, and per vote its
+    /// ballot's place in the chain when it was stored now (empty when the store does not chain).
+    public struct Submitted: Sendable {
+        public var outcomes: [VoteOutcome]
+        public var receipts: ArraySlice<BallotReceipt?>
+    }
+
+    /// `submit`, with the stored ballots' chain receipts.
+    public func submitForReceipts(_ votes: [VoteCommand]) async throws(IngestError) -> Submitted {
+        if votes.isEmpty { return Submitted(outcomes: [], receipts: []) }
         let capacity = self.configuration.queueCapacity
         let result = await withCheckedContinuation {
-            (continuation: CheckedContinuation<Result<[VoteOutcome], IngestError>, Never>) in
+            (continuation: CheckedContinuation<Result<Submitted, IngestError>, Never>) in
             let outcome: Result<CheckedContinuation<Void, Never>?, IngestError> = self.state.withLock { state in
                 guard state.accepting else {
                     return .failure(IngestError(.shuttingDown, "the server is shutting down"))
@@ -379,8 +391,10 @@ public final class VoteIngestor: Service, Sendable {
                     }
                 }
             }
+            let receipts =
+                result.receipts.isEmpty ? [] : result.receipts[offset..<offset + submission.votes.count]
             offset += submission.votes.count
-            submission.continuation.resume(returning: .success(outcomes))
+            submission.continuation.resume(returning: .success(Submitted(outcomes: outcomes, receipts: receipts)))
         }
         self.metrics.count(result.outcomes)
     }

@@ -50,13 +50,15 @@ struct VotesController {
         if let voter = checked.command.voter {
             try self.limits.voteByVoter(voter, poll: id, limit: poll?.settings.voterLimit)
         }
-        let outcomes: [VoteOutcome]
+        let submitted: VoteIngestor.Submitted
         do {
-            outcomes = try await self.ingestor.submit([checked.command])
+            submitted = try await self.ingestor.submitForReceipts([checked.command])
         } catch {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
-        let (status, text) = self.intake.answer(to: outcomes[0], receipt: checked.receipt)
+        let outcomes = submitted.outcomes
+        let (status, text) = self.intake.answer(
+            to: outcomes[0], receipt: checked.receipt, ballot: submitted.receipts.first ?? nil)
         var headers: HTTPFields = [.cacheControl: "no-store"]
         if case .accepted(_, replayed: true) = outcomes[0] { headers[.idempotentReplayed] = "true" }
         return Response.json(status, text, headers: headers)
@@ -95,14 +97,15 @@ struct VotesController {
                 answers[index] = VoteIntake.error(error.prefixingField("ballots[\(index)]"))
             }
         }
-        let outcomes: [VoteOutcome]
+        let submitted: VoteIngestor.Submitted
         do {
-            outcomes = try await self.ingestor.submit(commands)
+            submitted = try await self.ingestor.submitForReceipts(commands)
         } catch {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
-        for (position, outcome) in zip(positions, outcomes) {
-            answers[position.index] = self.intake.answer(to: outcome, receipt: position.receipt)
+        for (offset, (position, outcome)) in zip(positions, submitted.outcomes).enumerated() {
+            let ballot = submitted.receipts.isEmpty ? nil : submitted.receipts[submitted.receipts.startIndex + offset]
+            answers[position.index] = self.intake.answer(to: outcome, receipt: position.receipt, ballot: ballot)
         }
         var text = "{\"results\":["
         text.reserveCapacity(64 * answers.count)

@@ -21,6 +21,9 @@ struct ChangeNotice: Codable, Equatable {
     var n: [Int64]?
     /// Text answers, oldest first, as question, text, question, text, ...
     var t: [String]?
+    /// The shard's ballot chain after the commit: its head (64 hex digits) and length.
+    var c: String?
+    var l: Int64?
     /// True when the change was too large to carry: resync the poll from the store.
     var r: Bool?
     /// True when the poll was created, edited or deleted: reload its definition.
@@ -31,9 +34,10 @@ struct ChangeNotice: Codable, Equatable {
 
     init(
         p: String, s: Int32? = nil, v: Int64? = nil, q: [String]? = nil, k: [String]? = nil, n: [Int64]? = nil,
-        t: [String]? = nil, r: Bool? = nil, d: Bool? = nil
+        t: [String]? = nil, r: Bool? = nil, d: Bool? = nil, c: String? = nil, l: Int64? = nil
     ) {
         (self.p, self.s, self.v, self.q, self.k, self.n, self.t, self.r, self.d) = (p, s, v, q, k, n, t, r, d)
+        (self.c, self.l) = (c, l)
     }
 
     init(change: PollChange) {
@@ -44,6 +48,8 @@ struct ChangeNotice: Codable, Equatable {
         self.k = change.deltas.map(\.key.key)
         self.n = change.deltas.map(\.amount)
         self.t = change.texts.isEmpty ? nil : change.texts.flatMap { [$0.question, $0.text] }
+        self.c = change.chain?.head.hex
+        self.l = change.chain?.length
     }
 
     init(definitionOf pollID: String) {
@@ -87,6 +93,11 @@ struct ChangeNotice: Codable, Equatable {
         strings("k", self.k)
         if let n { out += ",\"n\":[" + n.map(String.init).joined(separator: ",") + "]" }
         strings("t", self.t)
+        if let c {
+            out += ",\"c\":"
+            JSONText.appendQuoted(c, to: &out)
+        }
+        if let l { out += ",\"l\":\(l)" }
         if let r { out += ",\"r\":\(r)" }
         if let d { out += ",\"d\":\(d)" }
         return out + "}"
@@ -117,6 +128,8 @@ struct ChangeNotice: Codable, Equatable {
         var texts: [String]?
         var resync: Bool?
         var definition: Bool?
+        var chainHead: String?
+        var chainLength: Int64?
         let read = Reader.object(&reader) { key, reader in
             switch key {
             case "p": return Reader.once(&poll, reader.string())
@@ -128,12 +141,15 @@ struct ChangeNotice: Codable, Equatable {
             case "t": return Reader.once(&texts, reader.array { $0.string() })
             case "r": return Reader.once(&resync, reader.bool())
             case "d": return Reader.once(&definition, reader.bool())
+            case "c": return Reader.once(&chainHead, reader.string())
+            case "l": return Reader.once(&chainLength, reader.integer().map { Int64($0) })
             default: return false
             }
         }
         guard read, reader.atEnd(), let poll else { return nil }
         return ChangeNotice(
-            p: poll, s: shard, v: sequence, q: questions, k: keys, n: amounts, t: texts, r: resync, d: definition)
+            p: poll, s: shard, v: sequence, q: questions, k: keys, n: amounts, t: texts, r: resync, d: definition,
+            c: chainHead, l: chainLength)
     }
 
     /// The change it carries, when it carries one whole.
@@ -150,6 +166,9 @@ struct ChangeNotice: Codable, Equatable {
         let texts = stride(from: 0, to: flat.count - 1, by: 2).map {
             TextAnswer(question: flat[$0], text: flat[$0 + 1])
         }
-        return PollChange(pollID: self.p, shard: self.s ?? 0, sequence: sequence, deltas: deltas, texts: texts)
+        var chain: ChainLink?
+        if let c, let l, let head = ChainHash(hex: c) { chain = ChainLink(length: l, head: head) }
+        return PollChange(
+            pollID: self.p, shard: self.s ?? 0, sequence: sequence, deltas: deltas, texts: texts, chain: chain)
     }
 }

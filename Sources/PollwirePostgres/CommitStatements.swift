@@ -7,13 +7,14 @@ import PostgresNIO
 enum CommitStatements {
     /// The batch's polls, shared-locked, with one shard's sequence for each.
     struct ReadPolls: PostgresPreparedStatement {
-        static let name = "pollwire_read_polls"
+        static let name = "pollwire_read_polls_2"
         static let sql = """
-            SELECT p.id, COALESCE(s.sequence, 0), p.status, p.opens_at, p.closes_at FROM polls p
+            SELECT p.id, COALESCE(s.sequence, 0), p.status, p.opens_at, p.closes_at, COALESCE(s.chain_length, 0),
+                COALESCE(encode(s.chain_head, 'hex'), '') FROM polls p
             LEFT JOIN poll_shards s ON s.poll_id = p.id AND s.node = $2
             WHERE p.id = ANY($1::text[]) ORDER BY p.id FOR SHARE OF p
             """
-        typealias Row = (String, Int64, String, Double?, Double?)
+        typealias Row = (String, Int64, String, Double?, Double?, Int64, String)
         var ids: [String]
         var node: Int32
 
@@ -29,12 +30,13 @@ enum CommitStatements {
 
     /// The idempotency keys of the batch that are stored already.
     struct ReadKeys: PairLookup {
-        static let name = "pollwire_read_keys"
+        static let name = "pollwire_read_keys_2"
         static let sql = """
-            SELECT i.poll_id, i.key, i.answers, i.version FROM idempotency_keys i
+            SELECT i.poll_id, i.key, i.answers, i.version, COALESCE(encode(i.chain, 'hex'), ''),
+                COALESCE(i.chain_position, 0), COALESCE(i.chain_shard, 0) FROM idempotency_keys i
             JOIN UNNEST($1::text[], $2::text[]) AS u(poll_id, key) ON i.poll_id = u.poll_id AND i.key = u.key
             """
-        typealias Row = (String, String, String, Int64)
+        typealias Row = (String, String, String, Int64, String, Int64, Int32)
         var pairs: [PostgresVoteStore.Pair]
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
@@ -59,7 +61,7 @@ enum CommitStatements {
     /// moved, notifications sent. Nullable columns travel as '' (PostgresNIO arrays have no NULL
     /// elements) and become NULL again with NULLIF.
     struct Write: PostgresPreparedStatement {
-        static let name = "pollwire_write"
+        static let name = "pollwire_write_2"
         static let sql = """
             WITH new_voters AS (
                 INSERT INTO voters (poll_id, voter, revision, answers, keys, version)
@@ -74,23 +76,34 @@ enum CommitStatements {
                 WHERE voters.poll_id = u.p AND voters.voter = u.v AND voters.revision = u.was::integer
                 RETURNING 1
             ), new_keys AS (
-                INSERT INTO idempotency_keys (poll_id, key, answers, version)
-                SELECT * FROM UNNEST($14::text[], $15::text[], $16::text[], $17::int8[])
+                INSERT INTO idempotency_keys (poll_id, key, answers, version, chain, chain_position, chain_shard)
+                SELECT p, k, a, ver, decode(NULLIF(h, ''), 'hex'), NULLIF(pos, 0),
+                    CASE WHEN h = '' THEN NULL ELSE $30::integer END
+                FROM UNNEST($14::text[], $15::text[], $16::text[], $17::int8[], $39::text[], $40::int8[])
+                    AS u(p, k, a, ver, h, pos)
                 ON CONFLICT DO NOTHING RETURNING 1
             ), new_ballots AS (
-                INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
-                SELECT p, NULLIF(v, ''), r::integer, NULLIF(i, ''), a, k, ver, $25::timestamptz FROM UNNEST(
-                    $18::text[], $19::text[], $20::int8[], $21::text[], $22::text[], $23::text[], $24::int8[])
-                    AS u(p, v, r, i, a, k, ver)
+                INSERT INTO ballots (
+                    poll_id, voter, revision, idempotency_key, answers, keys, version, created_at, chain,
+                    chain_position, chain_shard)
+                SELECT p, NULLIF(v, ''), r::integer, NULLIF(i, ''), a, k, ver,
+                    timestamptz 'epoch' + $25::int8 * interval '1 microsecond', decode(NULLIF(h, ''), 'hex'),
+                    NULLIF(pos, 0), CASE WHEN h = '' THEN NULL ELSE $30::integer END
+                FROM UNNEST(
+                    $18::text[], $19::text[], $20::int8[], $21::text[], $22::text[], $23::text[], $24::int8[],
+                    $35::text[], $36::int8[])
+                    AS u(p, v, r, i, a, k, ver, h, pos)
             ), counted AS (
                 INSERT INTO tally_shards (poll_id, node, question, key, count)
                 SELECT p, $30::integer, q, k, n FROM UNNEST($26::text[], $27::text[], $28::text[], $29::int8[])
                     AS u(p, q, k, n)
                 ON CONFLICT (poll_id, node, question, key) DO UPDATE SET count = tally_shards.count + excluded.count
             ), sequences AS (
-                INSERT INTO poll_shards (poll_id, node, sequence)
-                SELECT p, $30::integer, s FROM UNNEST($31::text[], $32::int8[]) AS u(p, s)
-                ON CONFLICT (poll_id, node) DO UPDATE SET sequence = excluded.sequence
+                INSERT INTO poll_shards (poll_id, node, sequence, chain_head, chain_length)
+                SELECT p, $30::integer, s, decode(NULLIF(h, ''), 'hex'), l
+                FROM UNNEST($31::text[], $32::int8[], $37::text[], $38::int8[]) AS u(p, s, h, l)
+                ON CONFLICT (poll_id, node) DO UPDATE SET sequence = excluded.sequence,
+                    chain_head = excluded.chain_head, chain_length = excluded.chain_length
                 WHERE poll_shards.sequence = excluded.sequence - 1
                 RETURNING 1
             ), notified AS (
@@ -103,14 +116,15 @@ enum CommitStatements {
         var insert: PostgresVoteStore.VoterColumns
         var update: PostgresVoteStore.VoterColumns
         var writes: PostgresVoteStore.Writes
-        var now: Date
+        /// Microseconds since 1970: the ballots' time, as their chain digests cover it.
+        var micros: Int64
         var tally: (poll: [String], question: [String], key: [String], amount: [Int64])
         var node: Int32
-        var changed: (polls: [String], sequences: [Int64])
+        var changed: (polls: [String], sequences: [Int64], heads: [String], lengths: [Int64])
         var notices: [String]
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 34)
+            var bindings = PostgresBindings(capacity: 40)
             for voters in [self.insert, self.update] {
                 bindings.append(voters.poll)
                 bindings.append(voters.voter)
@@ -131,7 +145,7 @@ enum CommitStatements {
             bindings.append(self.writes.ballotAnswers)
             bindings.append(self.writes.ballotKeys)
             bindings.append(self.writes.ballotVersion)
-            bindings.append(self.now)
+            bindings.append(self.micros)
             bindings.append(self.tally.poll)
             bindings.append(self.tally.question)
             bindings.append(self.tally.key)
@@ -141,6 +155,12 @@ enum CommitStatements {
             bindings.append(self.changed.sequences)
             bindings.append(ChangeNotice.channel)
             bindings.append(self.notices)
+            bindings.append(self.writes.ballotChain)
+            bindings.append(self.writes.ballotPosition)
+            bindings.append(self.changed.heads)
+            bindings.append(self.changed.lengths)
+            bindings.append(self.writes.keyChain)
+            bindings.append(self.writes.keyPosition)
             return bindings
         }
 

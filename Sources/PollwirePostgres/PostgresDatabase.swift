@@ -1,6 +1,7 @@
 public import Foundation
 public import Logging
 public import PostgresNIO
+import PollwireEngine
 
 /// The cluster store's PostgreSQL: where it is, its connection pool, migrations and the
 /// ballot partitions.
@@ -98,6 +99,7 @@ public struct PostgresDatabase: Sendable {
                 for statement in statements {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
                 }
+                if name == "v4-chain" { try await Self.chainStoredBallots(on: connection, logger: self.logger) }
                 try await connection.query(
                     "INSERT INTO pollwire_migrations (name) VALUES (\(name))", logger: self.logger)
                 self.logger.info("migrated", metadata: ["migration": "\(name)"])
@@ -297,7 +299,63 @@ public struct PostgresDatabase: Sendable {
                 "CREATE INDEX voter_keys_owner ON voter_keys (owner_id)",
             ]
         ),
+        (
+            "v4-chain",
+            [
+                """
+                ALTER TABLE ballots ADD COLUMN chain bytea, ADD COLUMN chain_position bigint,
+                    ADD COLUMN chain_shard integer
+                """,
+                """
+                ALTER TABLE poll_shards ADD COLUMN chain_head bytea,
+                    ADD COLUMN chain_length bigint NOT NULL DEFAULT 0
+                """,
+                """
+                ALTER TABLE idempotency_keys ADD COLUMN chain bytea, ADD COLUMN chain_position bigint,
+                    ADD COLUMN chain_shard integer
+                """,
+            ]
+        ),
     ]
+
+    /// v4: ballots stored before chaining are chained now as shard 0 (no node writes shard 0
+    /// afterwards: node numbers start at 1), in the order they were stored.
+    static func chainStoredBallots(on connection: PostgresConnection, logger: Logger) async throws {
+        var links: [String: ChainLink] = [:]
+        var updates: (seq: [Int64], hash: [String], position: [Int64]) = ([], [], [])
+        for try await (seq, poll, voter, revision, micros, answers, keys) in try await connection.query(
+            """
+            SELECT seq, poll_id, voter, revision::int8, (extract(epoch FROM created_at) * 1000000)::int8, answers, keys
+            FROM ballots ORDER BY seq
+            """, logger: logger
+        ).decode((Int64, String, String?, Int64, Int64, String, String).self) {
+            let digest = BallotChain.digest(
+                poll: poll, voter: voter, revision: revision, castAtMicros: micros, answers: answers, keys: keys)
+            let previous = links[poll] ?? .empty
+            let link = ChainLink(length: previous.length + 1, head: BallotChain.link(previous.head, digest))
+            links[poll] = link
+            updates.seq.append(seq)
+            updates.hash.append(link.head.hex)
+            updates.position.append(link.length)
+        }
+        guard !links.isEmpty else { return }
+        try await connection.query(
+            """
+            UPDATE ballots SET chain = decode(u.h, 'hex'), chain_position = u.pos, chain_shard = 0
+            FROM UNNEST(\(updates.seq)::int8[], \(updates.hash)::text[], \(updates.position)::int8[]) AS u(s, h, pos)
+            WHERE ballots.seq = u.s
+            """, logger: logger)
+        let polls = Array(links.keys)
+        try await connection.query(
+            """
+            INSERT INTO poll_shards (poll_id, node, sequence, chain_head, chain_length)
+            SELECT p, 0, 0, decode(h, 'hex'), l
+            FROM UNNEST(\(polls)::text[], \(polls.map { links[$0]!.head.hex })::text[],
+                \(polls.map { links[$0]!.length })::int8[]) AS u(p, h, l)
+            ON CONFLICT (poll_id, node) DO UPDATE SET chain_head = excluded.chain_head,
+                chain_length = excluded.chain_length
+            """, logger: logger)
+    }
 
     /// Takes a new node number (a shard of its own, see `migrations`) for a process that is about
     /// to commit votes.

@@ -78,10 +78,16 @@ public struct PostgresPollStore: PollStore {
             poll.owner = owner
             polls[poll.id] = StoredPoll(poll: poll, shards: [:], tally: Tally(), latestText: [:])
         }
-        for try await (pollID, node, sequence) in try await connection.query(
-            "SELECT poll_id, node, sequence FROM poll_shards WHERE \(all) OR poll_id = ANY(\(ids))", logger: logger
-        ).decode((String, Int32, Int64).self) {
-            polls[pollID]?.shards[node] = sequence
+        for try await (pollID, node, sequence, length, head) in try await connection.query(
+            """
+            SELECT poll_id, node, sequence, chain_length, COALESCE(encode(chain_head, 'hex'), '') FROM poll_shards
+            WHERE \(all) OR poll_id = ANY(\(ids))
+            """, logger: logger
+        ).decode((String, Int32, Int64, Int64, String).self) {
+            if sequence > 0 { polls[pollID]?.shards[node] = sequence }
+            if length > 0, let head = ChainHash(hex: head) {
+                polls[pollID]?.chains[node] = ChainLink(length: length, head: head)
+            }
         }
         var counts: [String: [TallyDelta]] = [:]
         for try await (pollID, question, key, count) in try await connection.query(

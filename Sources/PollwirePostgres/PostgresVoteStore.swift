@@ -38,10 +38,14 @@ public struct PostgresVoteStore: VoteStore {
     /// the commit fails.
     static let maxAttempts = 8
 
-    public init(database: PostgresDatabase) {
+    /// Whether stored ballots are chained (`BallotChain`); off only to measure what chaining costs.
+    let chaining: Bool
+
+    public init(database: PostgresDatabase, chaining: Bool = true) {
         self.database = database
         self.logger = database.logger
         self.node = NodeNumber()
+        self.chaining = chaining
     }
 
     public func commit(_ votes: [VoteCommand], at now: Date) async throws -> CommitResult {
@@ -120,28 +124,39 @@ public struct PostgresVoteStore: VoteStore {
         var ballotAnswers: [String] = []
         var ballotKeys: [String] = []
         var ballotVersion: [Int64] = []
+        /// The ballot's chain hash (hex; '' when not chained) and position (0 when not chained).
+        var ballotChain: [String] = []
+        var ballotPosition: [Int64] = []
         var keyPoll: [String] = []
         var keyID: [String] = []
         var keyAnswers: [String] = []
         var keyVersion: [Int64] = []
+        var keyChain: [String] = []
+        var keyPosition: [Int64] = []
     }
 
     func commit(
         _ votes: [VoteCommand], at now: Date, node: Int32, on connection: PostgresConnection
     ) async throws -> CommitResult {
-        let timestamp = now.timeIntervalSince1970
+        let micros = BallotChain.micros(now)
+        let timestamp = Double(micros) / 1_000_000
         var polls = try await self.readPolls(
             Set(votes.map(\.pollID)).sorted(), node: node, at: timestamp, on: connection)
 
         var keys: [Pair: (answers: String, version: Int64)] = [:]
+        /// Where the ballots stored under the batch's keys are in the chain: what a replay answers.
+        var keyReceipts: [Pair: BallotReceipt] = [:]
         var voters: [Pair: VoterRow] = [:]
         let candidates = votes.filter { polls[$0.pollID]?.open == true }
         let keyPairs = candidates.compactMap { vote in vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) } }
         if !keyPairs.isEmpty {
-            for try await (poll, key, answers, version) in try await connection.execute(
+            for try await (poll, key, answers, version, chain, position, shard) in try await connection.execute(
                 CommitStatements.ReadKeys(pairs: keyPairs), logger: self.logger)
             {
                 keys[Pair(poll: poll, id: key)] = (answers, version)
+                if let hash = ChainHash(hex: chain), position > 0 {
+                    keyReceipts[Pair(poll: poll, id: key)] = BallotReceipt(hash: hash, position: position, shard: shard)
+                }
             }
         }
         let voterPairs = candidates.compactMap { vote in vote.voter.map { Pair(poll: vote.pollID, id: $0) } }
@@ -159,15 +174,21 @@ public struct PostgresVoteStore: VoteStore {
         var writes = Writes()
         var outcomes: [VoteOutcome] = []
         outcomes.reserveCapacity(votes.count)
+        var receipts: [BallotReceipt?] = []
+        if self.chaining { receipts.reserveCapacity(votes.count) }
         for vote in votes {
-            outcomes.append(Self.decide(vote, polls: &polls, keys: &keys, voters: &voters, writes: &writes))
+            let (outcome, receipt) = Self.decide(
+                vote, micros: micros, polls: &polls, keys: &keys, keyReceipts: &keyReceipts, voters: &voters,
+                writes: &writes)
+            outcomes.append(outcome)
+            if self.chaining { receipts.append(receipt) }
         }
 
         let changes = polls.sorted { $0.key < $1.key }.compactMap { $0.value.change(pollID: $0.key) }
         if !changes.isEmpty {
-            try await self.write(writes, voters: voters, changes: changes, node: node, at: now, on: connection)
+            try await self.write(writes, voters: voters, changes: changes, node: node, micros: micros, on: connection)
         }
-        return CommitResult(outcomes: outcomes, changes: changes)
+        return CommitResult(outcomes: outcomes, changes: changes, receipts: receipts)
     }
 
     /// The batch's polls, shared-locked (a definition change waits for this commit), with this
@@ -176,22 +197,24 @@ public struct PostgresVoteStore: VoteStore {
         _ ids: [String], node: Int32, at timestamp: Double, on connection: PostgresConnection
     ) async throws -> [String: BatchedPoll] {
         var polls: [String: BatchedPoll] = [:]
-        for try await (id, sequence, status, opensAt, closesAt) in try await connection.execute(
+        for try await (id, sequence, status, opensAt, closesAt, length, head) in try await connection.execute(
             CommitStatements.ReadPolls(ids: ids, node: node), logger: self.logger)
         {
             let open =
                 status == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
-            polls[id] = BatchedPoll(shard: node, sequence: sequence, open: open)
+            let chain = self.chaining ? ChainLink(length: length, head: ChainHash(hex: head) ?? .zero) : nil
+            polls[id] = BatchedPoll(shard: node, sequence: sequence, open: open, chain: chain)
         }
         return polls
     }
 
     /// One vote's fate, in batch order (`VoteRules`), and the rows it writes.
     static func decide(
-        _ vote: VoteCommand, polls: inout [String: BatchedPoll], keys: inout [Pair: (answers: String, version: Int64)],
+        _ vote: VoteCommand, micros: Int64, polls: inout [String: BatchedPoll],
+        keys: inout [Pair: (answers: String, version: Int64)], keyReceipts: inout [Pair: BallotReceipt],
         voters: inout [Pair: VoterRow], writes: inout Writes
-    ) -> VoteOutcome {
+    ) -> (VoteOutcome, BallotReceipt?) {
         let keyPair = vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) }
         let voterPair = vote.voter.map { Pair(poll: vote.pollID, id: $0) }
         var earlier = VoteRules.Earlier()
@@ -201,7 +224,9 @@ public struct PostgresVoteStore: VoteStore {
         }
         let decision = VoteRules.decide(vote, poll: polls[vote.pollID], earlier: earlier)
         guard case .store(let revision, let replacing) = decision, var poll = polls[vote.pollID] else {
-            return VoteRules.outcome(of: decision, version: 0)
+            let outcome = VoteRules.outcome(of: decision, version: 0)
+            // A replay answers as the first time, with the stored ballot's place.
+            return (outcome, outcome.isReplay ? keyPair.flatMap { keyReceipts[$0] } : nil)
         }
         let version = poll.sequence + 1
         let answers = vote.ballot.canonical
@@ -220,13 +245,24 @@ public struct PostgresVoteStore: VoteStore {
         }
         let outcome = VoteRules.outcome(of: decision, version: version)
         poll.count(vote.ballot)
+        var receipt: BallotReceipt?
+        if poll.chain != nil {
+            receipt = poll.link(
+                BallotChain.digest(
+                    poll: vote.pollID, voter: vote.voter, revision: revision, castAtMicros: micros, answers: answers,
+                    keys: stored))
+            if let receipt { poll.append(receipt) }
+        }
         polls[vote.pollID] = poll
         if let keyPair {
             keys[keyPair] = (answers, version)
+            if let receipt { keyReceipts[keyPair] = receipt }
             writes.keyPoll.append(keyPair.poll)
             writes.keyID.append(keyPair.id)
             writes.keyAnswers.append(answers)
             writes.keyVersion.append(version)
+            writes.keyChain.append(receipt?.hash.hex ?? "")
+            writes.keyPosition.append(receipt?.position ?? 0)
         }
         writes.ballotPoll.append(vote.pollID)
         writes.ballotVoter.append(vote.voter ?? "")
@@ -235,13 +271,15 @@ public struct PostgresVoteStore: VoteStore {
         writes.ballotAnswers.append(answers)
         writes.ballotKeys.append(stored)
         writes.ballotVersion.append(version)
-        return outcome
+        writes.ballotChain.append(receipt?.hash.hex ?? "")
+        writes.ballotPosition.append(receipt?.position ?? 0)
+        return (outcome, receipt)
     }
 
     /// Every write of the batch in one statement (`CommitStatements.Write`). Rows are written in
     /// key order, so that two commits that touch the same voters lock them in the same order.
     private func write(
-        _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], node: Int32, at now: Date,
+        _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], node: Int32, micros: Int64,
         on connection: PostgresConnection
     ) async throws {
         var insert = VoterColumns(isUpdate: false)
@@ -261,8 +299,11 @@ public struct PostgresVoteStore: VoteStore {
         }
         let notices = changes.map { ChangeNotice(change: $0).payload() }
         let statement = CommitStatements.Write(
-            insert: insert, update: update, writes: writes, now: now, tally: tally, node: node,
-            changed: (changes.map(\.pollID), changes.map(\.sequence)), notices: notices)
+            insert: insert, update: update, writes: writes, micros: micros, tally: tally, node: node,
+            changed: (
+                changes.map(\.pollID), changes.map(\.sequence), changes.map { $0.chain?.head.hex ?? "" },
+                changes.map { $0.chain?.length ?? 0 }
+            ), notices: notices)
         let counts = try await connection.execute(statement, logger: self.logger).first { _ in true }
         guard let counts else { throw PostgresStoreError("the commit statement returned no row") }
         // A voter or key another node stored since the read, or a voter it changed: decide again.

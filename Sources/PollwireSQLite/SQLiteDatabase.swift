@@ -1,5 +1,6 @@
 import Foundation
 public import GRDB
+import PollwireEngine
 
 /// The embedded store's database file: WAL, migrations, and the durability setting.
 public struct SQLiteDatabase: Sendable {
@@ -130,6 +131,37 @@ public struct SQLiteDatabase: Sendable {
                     ) WITHOUT ROWID;
                     CREATE INDEX voter_keys_owner ON voter_keys(owner_id);
                     """)
+        }
+        // The tamper-evident ballot log (`BallotChain`): each ballot's chain hash and position,
+        // each poll's head. Ballots stored before are chained now, in the order they were stored.
+        migrator.registerMigration("v3-chain") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE ballots ADD COLUMN chain BLOB;
+                    ALTER TABLE ballots ADD COLUMN chain_position INTEGER;
+                    ALTER TABLE polls ADD COLUMN chain_head BLOB;
+                    ALTER TABLE polls ADD COLUMN chain_length INTEGER NOT NULL DEFAULT 0;
+                    """)
+            var links: [String: ChainLink] = [:]
+            var updates: [(seq: Int64, receipt: ChainLink)] = []
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT seq, poll_id, voter, revision, created_at, answers, keys FROM ballots ORDER BY seq")
+            while let row = try rows.next() {
+                let poll: String = row[1]
+                let digest = BallotChain.digest(
+                    poll: poll, voter: row[2], revision: row[3], castAtMicros: SQLiteVoteStore.micros(row[4]),
+                    answers: row[5], keys: row[6])
+                var link = links[poll] ?? .empty
+                link = ChainLink(length: link.length + 1, head: BallotChain.link(link.head, digest))
+                links[poll] = link
+                updates.append((row[0], link))
+            }
+            let update = try db.makeStatement(sql: "UPDATE ballots SET chain = ?, chain_position = ? WHERE seq = ?")
+            for (seq, link) in updates {
+                try update.execute(arguments: [Data(link.head.bytes), link.length, seq])
+            }
+            let head = try db.makeStatement(sql: "UPDATE polls SET chain_head = ?, chain_length = ? WHERE id = ?")
+            for (poll, link) in links { try head.execute(arguments: [Data(link.head.bytes), link.length, poll]) }
         }
         return migrator
     }

@@ -17,12 +17,16 @@ public struct SQLitePollStore: PollStore {
         try await self.database.pool.read { db in
             let decoder = PollwireJSON.decoder()
             var polls: [String: StoredPoll] = [:]
-            let pollRows = try Row.fetchCursor(db, sql: "SELECT definition, version, owner_id FROM polls")
+            let pollRows = try Row.fetchCursor(
+                db, sql: "SELECT definition, version, owner_id, chain_head, chain_length FROM polls")
             while let row = try pollRows.next() {
                 let definition: String = row[0]
                 var poll = try decoder.decode(Poll.self, from: Data(definition.utf8))
                 poll.owner = row[2]
-                polls[poll.id] = StoredPoll(poll: poll, version: row[1], tally: Tally(), latestText: [:])
+                var stored = StoredPoll(poll: poll, version: row[1], tally: Tally(), latestText: [:])
+                let head: Data? = row[3]
+                if let head, let hash = ChainHash(bytes: head) { stored.chains[0] = ChainLink(length: row[4], head: hash) }
+                polls[poll.id] = stored
             }
             var counts: [String: [TallyDelta]] = [:]
             let tallyRows = try Row.fetchCursor(

@@ -13,20 +13,33 @@ public import PollwireEngine
 /// `synchronous=FULL`.
 public struct SQLiteVoteStore: VoteStore {
     let database: SQLiteDatabase
+    /// Whether stored ballots are chained (`BallotChain`); off only to measure what chaining costs.
+    let chaining: Bool
 
-    public init(database: SQLiteDatabase) {
+    public init(database: SQLiteDatabase, chaining: Bool = true) {
         self.database = database
+        self.chaining = chaining
     }
 
     public func commit(_ votes: [VoteCommand], at now: Date) async throws -> CommitResult {
-        try await self.database.pool.write { db in try Self.commit(votes, at: now, in: db) }
+        let chaining = self.chaining
+        return try await self.database.pool.write { db in try Self.commit(votes, at: now, chaining: chaining, in: db) }
     }
 
-    static func commit(_ votes: [VoteCommand], at now: Date, in db: Database) throws -> CommitResult {
-        let timestamp = now.timeIntervalSince1970
+    /// The microseconds a stored `created_at` stands for in its ballot's chain digest.
+    public static func micros(_ createdAt: Double) -> Int64 {
+        Int64((createdAt * 1_000_000).rounded())
+    }
+
+    static func commit(
+        _ votes: [VoteCommand], at now: Date, chaining: Bool = true, in db: Database
+    ) throws -> CommitResult {
+        // Whole microseconds: the time the chain digest covers is the time stored.
+        let micros = BallotChain.micros(now)
+        let timestamp = Double(micros) / 1_000_000
         var polls: [String: BatchedPoll] = [:]
         let selectPoll = try db.cachedStatement(
-            sql: "SELECT version, status, opens_at, closes_at FROM polls WHERE id = ?")
+            sql: "SELECT version, status, opens_at, closes_at, chain_head, chain_length FROM polls WHERE id = ?")
         for vote in votes where polls[vote.pollID] == nil {
             guard let row = try Row.fetchOne(selectPoll, arguments: [vote.pollID]) else { continue }
             let opensAt: Double? = row[2]
@@ -34,33 +47,56 @@ public struct SQLiteVoteStore: VoteStore {
             let open =
                 row[1] == Poll.Status.open.rawValue && (opensAt.map { timestamp >= $0 } ?? true)
                 && (closesAt.map { timestamp < $0 } ?? true)
-            polls[vote.pollID] = BatchedPoll(sequence: row[0], open: open)
+            var chain: ChainLink?
+            if chaining {
+                let head: Data? = row[4]
+                chain = ChainLink(length: row[5], head: head.flatMap { ChainHash(bytes: $0) } ?? .zero)
+            }
+            polls[vote.pollID] = BatchedPoll(sequence: row[0], open: open, chain: chain)
         }
 
         let insert = try db.cachedStatement(
             sql: """
-                INSERT INTO ballots (poll_id, voter, revision, idempotency_key, answers, keys, version, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                INSERT INTO ballots (
+                    poll_id, voter, revision, idempotency_key, answers, keys, version, created_at, chain, chain_position)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
                 """)
         var outcomes: [VoteOutcome] = []
         outcomes.reserveCapacity(votes.count)
+        var receipts: [BallotReceipt?] = []
+        if chaining { receipts.reserveCapacity(votes.count) }
         for vote in votes {
             guard var poll = polls[vote.pollID], poll.open else {
                 outcomes.append(
                     VoteRules.outcome(
                         of: VoteRules.decide(vote, poll: polls[vote.pollID], earlier: .init()), version: 0))
+                if chaining { receipts.append(nil) }
                 continue
             }
             let version = poll.sequence + 1
+            let keys = StoredKeys.encode(vote.ballot.keys)
+            func link(_ revision: Int64) -> BallotReceipt? {
+                guard chaining else { return nil }
+                return poll.link(
+                    BallotChain.digest(
+                        poll: vote.pollID, voter: vote.voter, revision: revision, castAtMicros: micros,
+                        answers: vote.ballot.canonical, keys: keys))
+            }
             // The INSERT first: where the unique indexes find nothing to collide with, the rules
             // store a first ballot (`VoteRules.decide` with nothing earlier). Only a conflict
             // reads what is earlier and asks the rules.
-            try Self.insertBallot(vote, revision: 0, version: version, at: timestamp, with: insert, in: db)
+            var receipt = link(0)
+            try Self.insertBallot(
+                vote, revision: 0, keys: keys, version: version, at: timestamp, chain: receipt, with: insert, in: db)
             var decision = VoteRules.Decision.store(revision: 0, replacing: nil)
             if db.changesCount != 1 {
-                decision = VoteRules.decide(vote, poll: poll, earlier: try Self.earlier(vote, in: db))
+                let (earlier, keyed) = try Self.earlier(vote, in: db)
+                decision = VoteRules.decide(vote, poll: poll, earlier: earlier)
                 guard case .store(let revision, let replacing) = decision else {
-                    outcomes.append(VoteRules.outcome(of: decision, version: version))
+                    let outcome = VoteRules.outcome(of: decision, version: version)
+                    outcomes.append(outcome)
+                    // A replay answers as the first time, with the stored ballot's place.
+                    if chaining { receipts.append(outcome.isReplay ? keyed : nil) }
                     continue
                 }
                 // A conflict with nothing earlier: an idempotency key reused on another poll's
@@ -69,13 +105,18 @@ public struct SQLiteVoteStore: VoteStore {
                     throw DatabaseError(
                         resultCode: .SQLITE_CONSTRAINT, message: "ballot conflict without an earlier ballot")
                 }
-                try Self.insertBallot(vote, revision: revision, version: version, at: timestamp, with: insert, in: db)
+                receipt = link(revision)
+                try Self.insertBallot(
+                    vote, revision: revision, keys: keys, version: version, at: timestamp, chain: receipt,
+                    with: insert, in: db)
                 guard db.changesCount == 1 else {
                     throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "a changed ballot's revision is taken")
                 }
             }
             if case .store(_, let replacing?) = decision { poll.uncount(StoredKeys.decode(replacing)) }
             poll.count(vote.ballot)
+            if let receipt { poll.append(receipt) }
+            if chaining { receipts.append(receipt) }
             outcomes.append(VoteRules.outcome(of: decision, version: version))
             polls[vote.pollID] = poll
         }
@@ -86,23 +127,32 @@ public struct SQLiteVoteStore: VoteStore {
                 ON CONFLICT (poll_id, question, key) DO UPDATE SET count = count + excluded.count
                 """)
         let bump = try db.cachedStatement(sql: "UPDATE polls SET version = ? WHERE id = ?")
+        let bumpChained = try db.cachedStatement(
+            sql: "UPDATE polls SET version = ?, chain_head = ?, chain_length = ? WHERE id = ?")
         var changes: [PollChange] = []
         for (id, poll) in polls {
             guard let change = poll.change(pollID: id) else { continue }
             for delta in change.deltas {
                 try upsert.execute(arguments: [id, delta.key.question, delta.key.key, delta.amount])
             }
-            try bump.execute(arguments: [change.sequence, id])
+            if let chain = change.chain {
+                try chain.head.withBytes { head in
+                    try bumpChained.execute(
+                        arguments: [change.sequence, Data(bytes: head.baseAddress!, count: 32), chain.length, id])
+                }
+            } else {
+                try bump.execute(arguments: [change.sequence, id])
+            }
             changes.append(change)
         }
-        return CommitResult(outcomes: outcomes, changes: changes)
+        return CommitResult(outcomes: outcomes, changes: changes, receipts: receipts)
     }
 
     /// The ballot's row through the SQLite C API on GRDB's cached statement: binding through
     /// `StatementArguments` (an array of existentials, one per value) cost more than the INSERT.
     static func insertBallot(
-        _ vote: VoteCommand, revision: Int64, version: Int64, at timestamp: Double, with insert: Statement,
-        in db: Database
+        _ vote: VoteCommand, revision: Int64, keys: String, version: Int64, at timestamp: Double,
+        chain: BallotReceipt?, with insert: Statement, in db: Database
     ) throws {
         let statement = insert.sqliteStatement
         sqlite3_reset(statement)
@@ -126,9 +176,18 @@ public struct SQLiteVoteStore: VoteStore {
         sqlite3_bind_int64(statement, 3, revision)
         text(4, vote.idempotencyKey)
         text(5, vote.ballot.canonical)
-        text(6, StoredKeys.encode(vote.ballot.keys))
+        text(6, keys)
         sqlite3_bind_int64(statement, 7, version)
         sqlite3_bind_double(statement, 8, timestamp)
+        if let chain {
+            chain.hash.withBytes { bytes in
+                _ = sqlite3_bind_blob(statement, 9, bytes.baseAddress, 32, Self.transient)
+            }
+            sqlite3_bind_int64(statement, 10, chain.position)
+        } else {
+            sqlite3_bind_null(statement, 9)
+            sqlite3_bind_null(statement, 10)
+        }
         let code = sqlite3_step(statement)
         sqlite3_reset(statement)
         guard code == SQLITE_DONE else {
@@ -143,15 +202,24 @@ public struct SQLiteVoteStore: VoteStore {
 
     /// What a vote whose INSERT hit a unique index collides with: the ballot stored under its
     /// idempotency key, and the voter's latest ballot.
-    static func earlier(_ vote: VoteCommand, in db: Database) throws -> VoteRules.Earlier {
+    static func earlier(_ vote: VoteCommand, in db: Database) throws -> (VoteRules.Earlier, BallotReceipt?) {
         var earlier = VoteRules.Earlier()
+        var keyed: BallotReceipt?
         if let key = vote.idempotencyKey,
             let row = try Row.fetchOne(
                 db.cachedStatement(
-                    sql: "SELECT answers, version FROM ballots WHERE poll_id = ? AND idempotency_key = ?"),
+                    sql: """
+                        SELECT answers, version, chain, chain_position FROM ballots
+                        WHERE poll_id = ? AND idempotency_key = ?
+                        """),
                 arguments: [vote.pollID, key])
         {
             earlier.keyed = (row[0], row[1])
+            let chain: Data? = row[2]
+            let position: Int64? = row[3]
+            if let chain, let hash = ChainHash(bytes: chain), let position {
+                keyed = BallotReceipt(hash: hash, position: position, shard: 0)
+            }
         }
         if let voter = vote.voter,
             let row = try Row.fetchOne(
@@ -164,6 +232,6 @@ public struct SQLiteVoteStore: VoteStore {
         {
             earlier.voter = (row[0], row[1], row[2], row[3])
         }
-        return earlier
+        return (earlier, keyed)
     }
 }
