@@ -92,6 +92,10 @@ public protocol PollStore: Sendable {
     /// Up to `limit` ballots of a poll with sequence above `after`, in order: a page of an export.
     func ballots(pollID: String, after: Int64, limit: Int) async throws -> [StoredBallot]
 
+    /// Up to `limit` ballots of a poll with sequence above `after`, in store order, as the chain
+    /// and a recount read them (`pollwire verify`, proofs).
+    func chainedBallots(pollID: String, after: Int64, limit: Int) async throws -> [ChainedBallot]
+
     /// Stores a new owner. Returns false when one with its id exists.
     func insertOwner(_ owner: OwnerRecord, audit: AuditEntry?) async throws -> Bool
     /// Every owner, oldest first.

@@ -118,6 +118,11 @@ public final class TallyBook: Sendable {
         self.entries.withLock { entries in entries[id].map { ($0.version, $0.tally.ballots) } }
     }
 
+    /// The poll's version and its shards' ballot chains at that version (what its results publish).
+    public func chains(of id: String) -> (version: Int64, chains: [Int32: ChainLink])? {
+        self.entries.withLock { entries in entries[id].map { ($0.version, $0.chains) } }
+    }
+
     /// The last sequence of one of a poll's shards the book applied (0: none yet), nil for an
     /// unknown poll.
     public func sequence(of id: String, shard: Int32) -> Int64? {
@@ -365,9 +370,10 @@ public final class TallyBook: Sendable {
             }
             return .encode(entry.poll, entry.version, entry.tally, entry.latestText, entry.chains)
         }
-        let entry: (
-            poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]], chains: [Int32: ChainLink]
-        )
+        let entry:
+            (
+                poll: Poll, version: Int64, tally: Tally, latestText: [String: [String]], chains: [Int32: ChainLink]
+            )
         switch found {
         case nil: return nil
         case .cached(let snapshot): return snapshot

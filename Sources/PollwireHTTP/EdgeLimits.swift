@@ -54,6 +54,12 @@ struct EdgeLimits: Sendable {
         try self.check("management", key: "key:" + keyHash, rule: self.settings.managementPerKey)
     }
 
+    /// Counts a ballot proof asked from `address`.
+    func proofFromAddress(_ address: String) throws(APIError) {
+        guard !self.settings.allowList.contains(address) else { return }
+        try self.check("proofs", key: "proof-ip:" + address, rule: self.settings.proofsPerIP)
+    }
+
     /// 429 when `address` has spent its invalid-key attempts (checked before a key lookup).
     func invalidKeysAllowed(from address: String) throws(APIError) {
         guard !self.settings.allowList.contains(address) else { return }

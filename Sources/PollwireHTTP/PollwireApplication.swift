@@ -119,6 +119,7 @@ public enum PollwireApplication {
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
         LiveController(book: book, finder: finder).addRoutes(to: api)
+        ProofController(store: pollStore, book: book, finder: finder, limits: limits).addRoutes(to: api)
         let management = router.group("v1").add(middleware: APIKeyMiddleware(authenticator: authenticator))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)

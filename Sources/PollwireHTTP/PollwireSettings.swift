@@ -119,6 +119,9 @@ public struct RateLimitSettings: Sendable {
     public var managementPerKey = RateLimiter.Rule(rate: 100, burst: 200)
     /// Missing, revoked or expired API keys presented per client address. Default 1/s, burst 20.
     public var invalidKeysPerIP = RateLimiter.Rule(rate: 1, burst: 20)
+    /// Ballot proofs (`GET /v1/polls/{id}/proof`, a read of the poll's chain) per client address.
+    /// Default 1/s, burst 10.
+    public var proofsPerIP = RateLimiter.Rule(rate: 1, burst: 10)
     /// Client addresses that skip the per-IP limits. Default none.
     public var allowList: Set<String> = []
     /// Proxies whose `X-Forwarded-For` is believed; from anyone else it is ignored. Default none.

@@ -99,11 +99,13 @@ struct VoteIntake: Sendable {
     ///
     /// A ballot stored now also gets its place in the poll's chain: `"ballot": {"hash", "position",
     /// "shard"}`, what `GET /v1/polls/{id}/proof?ballot=` takes.
-    func answer(to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt? = nil) -> (HTTPResponse.Status, String)
-    {
+    func answer(
+        to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt? = nil
+    ) -> (HTTPResponse.Status, String) {
         var receipt = receipt.map { ",\"receipt\":\"\($0)\"" } ?? ""
         if let ballot {
-            receipt += ",\"ballot\":{\"hash\":\"\(ballot.hash.hex)\",\"position\":\(ballot.position),\"shard\":\(ballot.shard)}"
+            receipt +=
+                ",\"ballot\":{\"hash\":\"\(ballot.hash.hex)\",\"position\":\(ballot.position),\"shard\":\(ballot.shard)}"
         }
         switch outcome {
         case .accepted(let version, _):

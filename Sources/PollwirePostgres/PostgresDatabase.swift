@@ -1,7 +1,7 @@
 public import Foundation
 public import Logging
-public import PostgresNIO
 import PollwireEngine
+public import PostgresNIO
 
 /// The cluster store's PostgreSQL: where it is, its connection pool, migrations and the
 /// ballot partitions.

@@ -192,6 +192,25 @@ public struct PostgresPollStore: PollStore {
         return page
     }
 
+    public func chainedBallots(pollID: String, after: Int64, limit: Int) async throws -> [ChainedBallot] {
+        var page: [ChainedBallot] = []
+        for try await (seq, voter, revision, micros, answers, keys, chain, position, shard) in try await self.client
+            .query(
+                """
+                SELECT seq, voter, revision::int8, (extract(epoch FROM created_at) * 1000000)::int8, answers, keys,
+                    COALESCE(encode(chain, 'hex'), ''), chain_position, chain_shard FROM ballots
+                WHERE poll_id = \(pollID) AND seq > \(after) ORDER BY seq LIMIT \(limit)
+                """
+            ).decode((Int64, String?, Int64, Int64, String, String, String, Int64?, Int32?).self)
+        {
+            page.append(
+                ChainedBallot(
+                    sequence: seq, voter: voter, revision: revision, castAtMicros: micros, answers: answers, keys: keys,
+                    chain: ChainHash(hex: chain), position: position, shard: shard))
+        }
+        return page
+    }
+
     static func encode(_ poll: Poll) throws -> String {
         String(decoding: try PollwireJSON.encoder().encode(poll), as: UTF8.self)
     }

@@ -25,7 +25,9 @@ public struct SQLitePollStore: PollStore {
                 poll.owner = row[2]
                 var stored = StoredPoll(poll: poll, version: row[1], tally: Tally(), latestText: [:])
                 let head: Data? = row[3]
-                if let head, let hash = ChainHash(bytes: head) { stored.chains[0] = ChainLink(length: row[4], head: hash) }
+                if let head, let hash = ChainHash(bytes: head) {
+                    stored.chains[0] = ChainLink(length: row[4], head: hash)
+                }
                 polls[poll.id] = stored
             }
             var counts: [String: [TallyDelta]] = [:]
@@ -112,6 +114,25 @@ public struct SQLitePollStore: PollStore {
                 StoredBallot(
                     sequence: row[0], voter: row[1], revision: row[2], answers: row[3], version: row[4],
                     createdAt: Date(timeIntervalSince1970: row[5]))
+            }
+        }
+    }
+
+    public func chainedBallots(pollID: String, after: Int64, limit: Int) async throws -> [ChainedBallot] {
+        try await self.database.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT seq, voter, revision, created_at, answers, keys, chain, chain_position FROM ballots
+                    WHERE poll_id = ? AND seq > ? ORDER BY seq LIMIT ?
+                    """,
+                arguments: [pollID, after, limit]
+            ).map { row in
+                let chain: Data? = row[6]
+                let hash = chain.flatMap { ChainHash(bytes: $0) }
+                return ChainedBallot(
+                    sequence: row[0], voter: row[1], revision: row[2], castAtMicros: SQLiteVoteStore.micros(row[3]),
+                    answers: row[4], keys: row[5], chain: hash, position: row[7], shard: hash == nil ? nil : 0)
             }
         }
     }

@@ -40,6 +40,9 @@ struct StoreSettings {
     var maxConnections: Int
     /// `postgres.partitionMonthsAhead`: monthly ballot partitions created ahead. Default 3.
     var partitionMonthsAhead: Int
+    /// `ingest.ballotChain`: whether stored ballots are chained (default true; false only to
+    /// measure what chaining costs: ballots stored so do not verify).
+    var ballotChain: Bool
 
     init(reader: ConfigReader) throws {
         let url = reader.string(forKey: "store", default: "sqlite")
@@ -52,6 +55,7 @@ struct StoreSettings {
         self.synchronous = value
         self.maxConnections = reader.int(forKey: "postgres.maxConnections", default: 8)
         self.partitionMonthsAhead = reader.int(forKey: "postgres.partitionMonthsAhead", default: 3)
+        self.ballotChain = reader.bool(forKey: "ingest.ballotChain", default: true)
     }
 
     var isPostgres: Bool { self.url != nil }
@@ -77,8 +81,8 @@ struct StoreSettings {
             let database = try self.open()
             return try await body(
                 OpenStores(
-                    pollStore: SQLitePollStore(database: database), voteStore: SQLiteVoteStore(database: database),
-                    postgres: nil))
+                    pollStore: SQLitePollStore(database: database),
+                    voteStore: SQLiteVoteStore(database: database, chaining: self.ballotChain), postgres: nil))
         }
         let database = try PostgresDatabase(
             url: url, maxConnections: self.maxConnections, partitionMonthsAhead: self.partitionMonthsAhead,
@@ -93,7 +97,8 @@ struct StoreSettings {
                 return try await body(
                     OpenStores(
                         pollStore: PostgresPollStore(database: database),
-                        voteStore: PostgresVoteStore(database: database), postgres: database))
+                        voteStore: PostgresVoteStore(database: database, chaining: self.ballotChain),
+                        postgres: database))
             }
             defer { group.cancelAll() }
             while let value = try await group.next() {
@@ -162,6 +167,7 @@ extension PollwireSettings {
         limits.deviceTokensPerIP = rule("deviceTokensPerIp", limits.deviceTokensPerIP)
         limits.managementPerKey = rule("managementPerKey", limits.managementPerKey)
         limits.invalidKeysPerIP = rule("invalidKeysPerIp", limits.invalidKeysPerIP)
+        limits.proofsPerIP = rule("proofsPerIp", limits.proofsPerIP)
         limits.allowList = Set(reader.stringArray(forKey: "ratelimit.allowList", default: []))
         limits.trustedProxies = Set(reader.stringArray(forKey: "ratelimit.trustedProxies", default: []))
         limits.capacity = reader.int(forKey: "ratelimit.capacity", default: limits.capacity)

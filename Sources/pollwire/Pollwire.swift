@@ -11,7 +11,9 @@ func say(_ line: String) {
 struct Pollwire: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A real-time polling and survey backend.",
-        subcommands: [Serve.self, Demo.self, Migrate.self, Keys.self, Owners.self, Audit.self, Export.self],
+        subcommands: [
+            Serve.self, Demo.self, Migrate.self, Keys.self, Owners.self, Audit.self, Verify.self, Export.self,
+        ],
         defaultSubcommand: Serve.self)
 }
 

@@ -88,6 +88,9 @@ import Testing
         }
         #expect(stored.rowsPerVoter.values.allSatisfy { $0 == 1 }, "a ballot was stored twice")
         #expect(stored.tallies == stored.recount)
+        // The ballot chain survived every SIGKILL whole: `pollwire verify` recomputes it.
+        let verified = try ServerProcess.runTool(["verify", "--data-dir", directory.path])
+        #expect(verified.contains("verified 1 poll(s)"), "\(verified)")
         #expect(stored.tallies.ballots == Int64(stored.answers.count))
         #expect(results["total"] as? Int == stored.answers.count)
     }

@@ -154,6 +154,8 @@ import Testing
                 headers: auth
             ).object()["id"] as? String)
         _ = try await client.json(.post, "/v1/polls/\(long)/open", headers: auth)
+        // The open is purged too (within the 0.2 s interval): let that purge pass before caching.
+        try await Task.sleep(for: .milliseconds(600))
         let longPath = "/v1/polls/\(long)/results"
         _ = try fetch(nginxPort, longPath)
         #expect(try fetch(nginxPort, longPath).cache == "HIT")

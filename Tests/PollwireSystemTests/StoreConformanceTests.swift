@@ -233,5 +233,10 @@ import Testing
                 + Int64(rounds))
         #expect(stored.tally[TallyKey(question: "q1", key: "b")] == recount[TallyKey(question: "q1", key: "b")] ?? 0)
         #expect(stored.version == commits, "the version counts the commits that stored something")
+        // Each node chained its own shard of the poll; every chain recomputes, the recount fits.
+        #expect(stored.chains.count == 3)
+        let verified = try await ChainVerifier.verify(polls, pollID: poll.id)
+        #expect(verified.first?.ballots == Int(stored.chains.values.reduce(0) { $0 + $1.length }))
+        #expect(verified.first?.head == BallotChain.head(stored.chains))
     }
 }
