@@ -85,14 +85,18 @@ import Testing
 
             // An owner named in a body is not a field a client sets.
             let moved = try await self.call(
-                server, .patch, "/v1/polls/\(poll)", key: acme.secret, json: #"{"owner": "globex", "title": "Acme only"}"#)
+                server, .patch, "/v1/polls/\(poll)", key: acme.secret,
+                json: #"{"owner": "globex", "title": "Acme only"}"#)
             #expect(moved.status == .ok)
-            #expect(try await self.call(server, .get, "/v1/polls/\(poll)/export", key: globex.secret).status == .notFound)
+            #expect(
+                try await self.call(server, .get, "/v1/polls/\(poll)/export", key: globex.secret).status == .notFound)
             let made2 = try await self.call(
                 server, .post, "/v1/polls", key: globex.secret,
                 json: TestServer.lunch.replacingOccurrences(of: #""title""#, with: #""owner": "acme", "title""#))
             let globexPoll = try made2.object()["id"] as! String
-            #expect(try await self.call(server, .get, "/v1/polls/\(globexPoll)/export", key: acme.secret).status == .notFound)
+            #expect(
+                try await self.call(server, .get, "/v1/polls/\(globexPoll)/export", key: acme.secret).status
+                    == .notFound)
             // Acme's poll is as Acme left it: one ballot, title unchanged, still there.
             let shown = try await self.call(server, .get, "/v1/polls/\(poll)", key: acme.secret)
             #expect(try shown.object()["title"] as? String == "Acme only")
