@@ -63,16 +63,32 @@ public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
 
     /// 64 lowercase hexadecimal digits.
     public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        return self.withBytes { raw in
-            String(unsafeUninitializedCapacity: 64) { buffer in
-                for (index, byte) in raw.enumerated() {
-                    buffer[2 * index] = digits[Int(byte >> 4)]
-                    buffer[2 * index + 1] = digits[Int(byte & 15)]
-                }
-                return 64
+        String(unsafeUninitializedCapacity: 64) { buffer in
+            self.writeHex(to: UnsafeMutableRawBufferPointer(buffer))
+            return 64
+        }
+    }
+
+    /// Appends the 64 hexadecimal digits to `text` (one copy, no intermediate string).
+    public func appendHex(to text: inout String) {
+        var digits: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            self.writeHex(to: raw)
+            text.append(contentsOf: String(decoding: UnsafeRawBufferPointer(raw), as: UTF8.self))
+        }
+    }
+
+    private func writeHex(to buffer: UnsafeMutableRawBufferPointer) {
+        self.withBytes { raw in
+            for (index, byte) in raw.enumerated() {
+                buffer[2 * index] = Self.digit(byte >> 4)
+                buffer[2 * index + 1] = Self.digit(byte & 15)
             }
         }
+    }
+
+    private static func digit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
     }
 
     public var description: String { self.hex }
@@ -146,11 +162,16 @@ public enum BallotChain {
 
     /// A poll's head from its shards' chains (empty shards left out); zero when it has none.
     public static func head(_ shards: [Int32: ChainLink]) -> ChainHash {
-        let chained = shards.filter { $0.value.length > 0 }
-        if chained.count <= 1 { return chained.first?.value.head ?? .zero }
+        var chained = 0
+        var only = ChainHash.zero
+        for link in shards.values where link.length > 0 {
+            chained += 1
+            only = link.head
+        }
+        if chained <= 1 { return only }
         var hasher = SHA256()
         Self.add("pollwire-heads-1", to: &hasher)
-        for (shard, link) in chained.sorted(by: { $0.key < $1.key }) {
+        for (shard, link) in shards.filter({ $0.value.length > 0 }).sorted(by: { $0.key < $1.key }) {
             var number = UInt32(bitPattern: shard).bigEndian
             withUnsafeBytes(of: &number) { hasher.update(bufferPointer: $0) }
             Self.add(link.length, to: &hasher)

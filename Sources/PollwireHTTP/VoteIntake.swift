@@ -103,10 +103,7 @@ struct VoteIntake: Sendable {
         to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt? = nil
     ) -> (HTTPResponse.Status, String) {
         var receipt = receipt.map { ",\"receipt\":\"\($0)\"" } ?? ""
-        if let ballot {
-            receipt +=
-                ",\"ballot\":{\"hash\":\"\(ballot.hash.hex)\",\"position\":\(ballot.position),\"shard\":\(ballot.shard)}"
-        }
+        if let ballot { Self.appendBallot(ballot, to: &receipt) }
         switch outcome {
         case .accepted(let version, _):
             return (.created, "{\"accepted\":true,\"version\":\(version)\(receipt)}")
@@ -127,6 +124,47 @@ struct VoteIntake: Sendable {
         case .pollNotOpen:
             return Self.error(APIError(.forbidden, .pollNotOpen, "the poll is not open for votes"))
         }
+    }
+
+    /// `answer(to:receipt:ballot:)` with its status in front (`{"status": 201, ...}`), appended to
+    /// `text`: a batch's answers without a string per ballot.
+    func appendAnswer(to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt?, into text: inout String) {
+        let version: Int64
+        switch outcome {
+        case .accepted(let stored, _):
+            text.append("{\"status\":201,\"accepted\":true,\"version\":")
+            version = stored
+        case .duplicate(let stored):
+            text.append("{\"status\":200,\"accepted\":true,\"duplicate\":true,\"version\":")
+            version = stored
+        case .changed(let stored):
+            text.append("{\"status\":200,\"accepted\":true,\"changed\":true,\"version\":")
+            version = stored
+        default:
+            let (status, json) = self.answer(to: outcome, receipt: receipt)
+            text.append("{\"status\":\(status.code),")
+            text.append(contentsOf: json.dropFirst())
+            return
+        }
+        text.append(String(version))
+        if let receipt {
+            text.append(",\"receipt\":\"")
+            text.append(receipt)
+            text.append("\"")
+        }
+        if let ballot { Self.appendBallot(ballot, to: &text) }
+        text.append("}")
+    }
+
+    /// `,"ballot":{"hash":"...","position":N,"shard":S}`
+    static func appendBallot(_ ballot: BallotReceipt, to text: inout String) {
+        text.append(",\"ballot\":{\"hash\":\"")
+        ballot.hash.appendHex(to: &text)
+        text.append("\",\"position\":")
+        text.append(String(ballot.position))
+        text.append(",\"shard\":")
+        text.append(String(ballot.shard))
+        text.append("}")
     }
 
     static func error(_ error: APIError) -> (HTTPResponse.Status, String) {

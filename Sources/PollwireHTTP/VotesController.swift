@@ -103,18 +103,24 @@ struct VotesController {
         } catch {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
-        for (offset, (position, outcome)) in zip(positions, submitted.outcomes).enumerated() {
-            let ballot = submitted.receipts.isEmpty ? nil : submitted.receipts[submitted.receipts.startIndex + offset]
-            answers[position.index] = self.intake.answer(to: outcome, receipt: position.receipt, ballot: ballot)
-        }
+        // Stored ballots' answers are written straight into the body (no string per ballot); the
+        // ballots refused before the commit keep the answer made then.
         var text = "{\"results\":["
-        text.reserveCapacity(64 * answers.count)
-        for (index, answer) in answers.enumerated() {
-            guard let (status, json) = answer else { continue }
+        text.reserveCapacity(144 * answers.count)
+        var next = 0
+        for index in answers.indices {
             if index > 0 { text.append(",") }
-            // Each answer is a JSON object; the status goes in front of its fields.
-            text.append("{\"status\":\(status.code),")
-            text.append(contentsOf: json.dropFirst())
+            if let (status, json) = answers[index] {
+                // Each answer is a JSON object; the status goes in front of its fields.
+                text.append("{\"status\":\(status.code),")
+                text.append(contentsOf: json.dropFirst())
+                continue
+            }
+            let offset = next
+            next += 1
+            let ballot = submitted.receipts.isEmpty ? nil : submitted.receipts[submitted.receipts.startIndex + offset]
+            self.intake.appendAnswer(
+                to: submitted.outcomes[offset], receipt: positions[offset].receipt, ballot: ballot, into: &text)
         }
         text.append("]}")
         return Response.json(.ok, text, headers: [.cacheControl: "no-store"])

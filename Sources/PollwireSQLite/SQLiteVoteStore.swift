@@ -75,17 +75,10 @@ public struct SQLiteVoteStore: VoteStore {
             }
             let version = poll.sequence + 1
             let keys = StoredKeys.encode(vote.ballot.keys)
-            func link(_ revision: Int64) -> BallotReceipt? {
-                guard chaining else { return nil }
-                return poll.link(
-                    BallotChain.digest(
-                        poll: vote.pollID, voter: vote.voter, revision: revision, castAtMicros: micros,
-                        answers: vote.ballot.canonical, keys: keys))
-            }
             // The INSERT first: where the unique indexes find nothing to collide with, the rules
             // store a first ballot (`VoteRules.decide` with nothing earlier). Only a conflict
             // reads what is earlier and asks the rules.
-            var receipt = link(0)
+            var receipt = Self.link(vote, revision: 0, keys: keys, micros: micros, after: poll)
             try Self.insertBallot(
                 vote, revision: 0, keys: keys, version: version, at: timestamp, chain: receipt, with: insert, in: db)
             var decision = VoteRules.Decision.store(revision: 0, replacing: nil)
@@ -105,7 +98,7 @@ public struct SQLiteVoteStore: VoteStore {
                     throw DatabaseError(
                         resultCode: .SQLITE_CONSTRAINT, message: "ballot conflict without an earlier ballot")
                 }
-                receipt = link(revision)
+                receipt = Self.link(vote, revision: revision, keys: keys, micros: micros, after: poll)
                 try Self.insertBallot(
                     vote, revision: revision, keys: keys, version: version, at: timestamp, chain: receipt,
                     with: insert, in: db)
@@ -136,16 +129,49 @@ public struct SQLiteVoteStore: VoteStore {
                 try upsert.execute(arguments: [id, delta.key.question, delta.key.key, delta.amount])
             }
             if let chain = change.chain {
-                try chain.head.withBytes { head in
-                    try bumpChained.execute(
-                        arguments: [change.sequence, Data(bytes: head.baseAddress!, count: 32), chain.length, id])
-                }
+                try Self.bump(id, sequence: change.sequence, chain: chain, with: bumpChained, in: db)
             } else {
                 try bump.execute(arguments: [change.sequence, id])
             }
             changes.append(change)
         }
         return CommitResult(outcomes: outcomes, changes: changes, receipts: receipts)
+    }
+
+    /// The place `vote` takes as `revision` after the poll's chain (nil when the store does not chain).
+    static func link(
+        _ vote: VoteCommand, revision: Int64, keys: String, micros: Int64, after poll: BatchedPoll
+    ) -> BallotReceipt? {
+        guard poll.chain != nil else { return nil }
+        return poll.link(
+            BallotChain.digest(
+                poll: vote.pollID, voter: vote.voter, revision: revision, castAtMicros: micros,
+                answers: vote.ballot.canonical, keys: keys))
+    }
+
+    /// The poll's new version and chain link, bound through the C API as the ballots are.
+    static func bump(_ id: String, sequence: Int64, chain: ChainLink, with update: Statement, in db: Database) throws {
+        let statement = update.sqliteStatement
+        sqlite3_reset(statement)
+        sqlite3_bind_int64(statement, 1, sequence)
+        sqlite3_bind_int64(statement, 3, chain.length)
+        var id = id
+        // Bound in place (no copy): the bytes live until the step is done.
+        let code = id.withUTF8 { text in
+            chain.head.withBytes { head in
+                _ = sqlite3_bind_blob(statement, 2, head.baseAddress, 32, nil)
+                text.withMemoryRebound(to: CChar.self) { chars in
+                    _ = sqlite3_bind_text(statement, 4, chars.baseAddress, Int32(chars.count), nil)
+                }
+                return sqlite3_step(statement)
+            }
+        }
+        sqlite3_reset(statement)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
+                sql: update.sql)
+        }
     }
 
     /// The ballot's row through the SQLite C API on GRDB's cached statement: binding through
@@ -179,16 +205,19 @@ public struct SQLiteVoteStore: VoteStore {
         text(6, keys)
         sqlite3_bind_int64(statement, 7, version)
         sqlite3_bind_double(statement, 8, timestamp)
+        let code: Int32
         if let chain {
-            chain.hash.withBytes { bytes in
-                _ = sqlite3_bind_blob(statement, 9, bytes.baseAddress, 32, Self.transient)
+            // The hash's bytes are bound in place (no copy): they live until the step is done.
+            code = chain.hash.withBytes { bytes in
+                _ = sqlite3_bind_blob(statement, 9, bytes.baseAddress, 32, nil)
+                sqlite3_bind_int64(statement, 10, chain.position)
+                return sqlite3_step(statement)
             }
-            sqlite3_bind_int64(statement, 10, chain.position)
         } else {
             sqlite3_bind_null(statement, 9)
             sqlite3_bind_null(statement, 10)
+            code = sqlite3_step(statement)
         }
-        let code = sqlite3_step(statement)
         sqlite3_reset(statement)
         guard code == SQLITE_DONE else {
             throw DatabaseError(
