@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+public import NIOCore
 
 /// A SHA-256 value held inline (four words, no heap allocation): a link of a ballot chain.
 public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
@@ -78,6 +79,14 @@ public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Writes the 64 hexadecimal digits into `buffer` (no allocation beyond the buffer's own growth).
+    public func writeHex(to buffer: inout ByteBuffer) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 64) { raw in
+            self.writeHex(to: UnsafeMutableRawBufferPointer(rebasing: raw[0..<64]))
+            return 64
+        }
+    }
+
     private func writeHex(to buffer: UnsafeMutableRawBufferPointer) {
         self.withBytes { raw in
             for (index, byte) in raw.enumerated() {
@@ -136,27 +145,62 @@ public enum BallotChain {
     public static func digest(
         poll: String, voter: String?, revision: Int64, castAtMicros: Int64, answers: String, keys: String
     ) -> ChainHash {
-        var hasher = SHA256()
-        Self.add("pollwire-ballot-1", to: &hasher)
-        Self.add(poll, to: &hasher)
-        if let voter {
-            Self.add(voter, to: &hasher)
-        } else {
-            var missing = UInt32.max.bigEndian
-            withUnsafeBytes(of: &missing) { hasher.update(bufferPointer: $0) }
+        var poll = poll
+        var voter = voter
+        var answers = answers
+        var keys = keys
+        // The canonical bytes are written into one buffer (on the stack when they fit) and hashed
+        // with one update: eight small updates cost more than the hashing.
+        let size =
+            4 + Self.prefix.utf8CodeUnitCount + 4 + poll.utf8.count + 4 + (voter?.utf8.count ?? 0) + 8 + 8 + 4
+            + answers.utf8.count + 4 + keys.utf8.count
+        return withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buffer in
+            var offset = 0
+            func number(_ value: UInt64) {
+                var big = value.bigEndian
+                withUnsafeBytes(of: &big) { buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 8) }
+                offset += 8
+            }
+            func length(_ value: UInt32) {
+                var big = value.bigEndian
+                withUnsafeBytes(of: &big) { buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 4) }
+                offset += 4
+            }
+            func text(_ bytes: UnsafeBufferPointer<UInt8>) {
+                length(UInt32(bytes.count))
+                if let base = bytes.baseAddress, bytes.count > 0 {
+                    buffer.baseAddress!.advanced(by: offset).copyMemory(from: base, byteCount: bytes.count)
+                }
+                offset += bytes.count
+            }
+            Self.prefix.withUTF8Buffer { text($0) }
+            poll.withUTF8 { text($0) }
+            if voter != nil {
+                voter!.withUTF8 { text($0) }
+            } else {
+                length(UInt32.max)
+            }
+            number(UInt64(bitPattern: revision))
+            number(UInt64(bitPattern: castAtMicros))
+            answers.withUTF8 { text($0) }
+            keys.withUTF8 { text($0) }
+            var hasher = SHA256()
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<offset]))
+            return ChainHash(hasher.finalize())
         }
-        Self.add(revision, to: &hasher)
-        Self.add(castAtMicros, to: &hasher)
-        Self.add(answers, to: &hasher)
-        Self.add(keys, to: &hasher)
-        return ChainHash(hasher.finalize())
     }
+
+    private static let prefix: StaticString = "pollwire-ballot-1"
 
     /// The next link: SHA-256(previous || digest).
     public static func link(_ previous: ChainHash, _ digest: ChainHash) -> ChainHash {
+        var both = (
+            previous.words.0.bigEndian, previous.words.1.bigEndian, previous.words.2.bigEndian,
+            previous.words.3.bigEndian, digest.words.0.bigEndian, digest.words.1.bigEndian, digest.words.2.bigEndian,
+            digest.words.3.bigEndian
+        )
         var hasher = SHA256()
-        previous.withBytes { hasher.update(bufferPointer: $0) }
-        digest.withBytes { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: &both) { hasher.update(bufferPointer: $0) }
         return ChainHash(hasher.finalize())
     }
 

@@ -183,7 +183,7 @@ public enum ResultsJSON {
     }
 
     /// Decimal digits, no allocation.
-    static func writeInteger(_ value: Int64, to output: inout ByteBuffer) {
+    public static func writeInteger(_ value: Int64, to output: inout ByteBuffer) {
         if value < 0 {
             output.writeInteger(UInt8(ascii: "-"))
             // Int64.min has no positive counterpart: its magnitude as UInt64.

@@ -126,34 +126,49 @@ struct VoteIntake: Sendable {
         }
     }
 
-    /// `answer(to:receipt:ballot:)` with its status in front (`{"status": 201, ...}`), appended to
-    /// `text`: a batch's answers without a string per ballot.
-    func appendAnswer(to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt?, into text: inout String) {
+    /// `answer(to:receipt:ballot:)` with its status in front (`{"status": 201, ...}`), written into
+    /// `body`: a batch's answers without a string per ballot.
+    func writeAnswer(to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt?, into body: inout ByteBuffer) {
         let version: Int64
         switch outcome {
         case .accepted(let stored, _):
-            text.append("{\"status\":201,\"accepted\":true,\"version\":")
+            body.writeStaticString("{\"status\":201,\"accepted\":true,\"version\":")
             version = stored
         case .duplicate(let stored):
-            text.append("{\"status\":200,\"accepted\":true,\"duplicate\":true,\"version\":")
+            body.writeStaticString("{\"status\":200,\"accepted\":true,\"duplicate\":true,\"version\":")
             version = stored
         case .changed(let stored):
-            text.append("{\"status\":200,\"accepted\":true,\"changed\":true,\"version\":")
+            body.writeStaticString("{\"status\":200,\"accepted\":true,\"changed\":true,\"version\":")
             version = stored
         default:
             let (status, json) = self.answer(to: outcome, receipt: receipt)
-            text.append("{\"status\":\(status.code),")
-            text.append(contentsOf: json.dropFirst())
+            Self.write(status: status, json: json, into: &body)
             return
         }
-        text.append(String(version))
+        ResultsJSON.writeInteger(version, to: &body)
         if let receipt {
-            text.append(",\"receipt\":\"")
-            text.append(receipt)
-            text.append("\"")
+            body.writeStaticString(",\"receipt\":\"")
+            body.writeString(receipt)
+            body.writeStaticString("\"")
         }
-        if let ballot { Self.appendBallot(ballot, to: &text) }
-        text.append("}")
+        if let ballot {
+            body.writeStaticString(",\"ballot\":{\"hash\":\"")
+            ballot.hash.writeHex(to: &body)
+            body.writeStaticString("\",\"position\":")
+            ResultsJSON.writeInteger(ballot.position, to: &body)
+            body.writeStaticString(",\"shard\":")
+            ResultsJSON.writeInteger(Int64(ballot.shard), to: &body)
+            body.writeStaticString("}")
+        }
+        body.writeStaticString("}")
+    }
+
+    /// An answer's JSON object with `"status"` in front of its fields.
+    static func write(status: HTTPResponse.Status, json: String, into body: inout ByteBuffer) {
+        body.writeStaticString("{\"status\":")
+        ResultsJSON.writeInteger(Int64(status.code), to: &body)
+        body.writeStaticString(",")
+        body.writeBytes(json.utf8.dropFirst())
     }
 
     /// `,"ballot":{"hash":"...","position":N,"shard":S}`

@@ -105,25 +105,24 @@ struct VotesController {
         }
         // Stored ballots' answers are written straight into the body (no string per ballot); the
         // ballots refused before the commit keep the answer made then.
-        var text = "{\"results\":["
-        text.reserveCapacity(144 * answers.count)
+        var output = ByteBuffer()
+        output.reserveCapacity(16 + 144 * answers.count)
+        output.writeStaticString("{\"results\":[")
         var next = 0
         for index in answers.indices {
-            if index > 0 { text.append(",") }
+            if index > 0 { output.writeStaticString(",") }
             if let (status, json) = answers[index] {
-                // Each answer is a JSON object; the status goes in front of its fields.
-                text.append("{\"status\":\(status.code),")
-                text.append(contentsOf: json.dropFirst())
+                VoteIntake.write(status: status, json: json, into: &output)
                 continue
             }
             let offset = next
             next += 1
             let ballot = submitted.receipts.isEmpty ? nil : submitted.receipts[submitted.receipts.startIndex + offset]
-            self.intake.appendAnswer(
-                to: submitted.outcomes[offset], receipt: positions[offset].receipt, ballot: ballot, into: &text)
+            self.intake.writeAnswer(
+                to: submitted.outcomes[offset], receipt: positions[offset].receipt, ballot: ballot, into: &output)
         }
-        text.append("]}")
-        return Response.json(.ok, text, headers: [.cacheControl: "no-store"])
+        output.writeStaticString("]}")
+        return Response.json(.ok, output, headers: [.cacheControl: "no-store"])
     }
 
     @Sendable func issueDeviceToken(_ request: Request, context: PollwireRequestContext) async throws -> Response {

@@ -174,6 +174,24 @@ let benchmarks: @Sendable () -> Void = {
         guard answered else { throw CancellationError() }
     }
 
+    // What the ballot chain costs the store: one group commit of 1,000 new voters' ballots to the
+    // SQLite file, chained and not (`ingest.ballotChain`), CPU time of the commit alone (the fsync
+    // waits are not CPU). Reported, not checked: compare the two lines of one run.
+    for chaining in [true, false] {
+        Benchmark(
+            chaining ? "Commit1000Chained" : "Commit1000Unchained",
+            configuration: .init(
+                metrics: [.cpuTotal, .wallClock, .mallocCountTotal], warmupIterations: 3, maxDuration: .seconds(10),
+                maxIterations: 200, thresholds: [:])
+        ) { benchmark in
+            let store = try await CommitFixture.shared(chaining: chaining)
+            let votes = try store.nextVotes()
+            benchmark.startMeasurement()
+            blackHole(try await store.votes.commit(votes, at: Date()))
+            benchmark.stopMeasurement()
+        }
+    }
+
     // 100 durable single votes on one connection, each answered after its commit.
     Benchmark("Vote100") { benchmark in
         let served = try await Served.shared()
@@ -196,4 +214,55 @@ extension Served {
     }
 
     static let instance = Task { try await Served.start() }
+}
+
+/// A SQLite file with one poll that dedupes by voter, and a store that chains or not.
+final class CommitFixture: @unchecked Sendable {
+    let votes: SQLiteVoteStore
+    let poll: Poll
+    private let lock = NSLock()
+    private var next = 0
+
+    private init(votes: SQLiteVoteStore, poll: Poll) {
+        self.votes = votes
+        self.poll = poll
+    }
+
+    static func make(chaining: Bool) async throws -> CommitFixture {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pollwire-commit-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let database = try SQLiteDatabase(
+            path: directory.appendingPathComponent("pollwire.sqlite").path, synchronous: .normal)
+        let poll = Poll(
+            id: "commitpoll", title: "Where?",
+            questions: [
+                Question(
+                    id: "q1", kind: .single, prompt: "Lunch?",
+                    options: [.init(id: "a", label: "A"), .init(id: "b", label: "B")])
+            ],
+            createdAt: Date(), updatedAt: Date())
+        try await SQLitePollStore(database: database).insert(poll)
+        return CommitFixture(votes: SQLiteVoteStore(database: database, chaining: chaining), poll: poll)
+    }
+
+    /// The next 1,000 ballots, each from a new voter.
+    func nextVotes() throws -> [VoteCommand] {
+        let first = self.lock.withLock {
+            defer { self.next += 1000 }
+            return self.next
+        }
+        return try (first..<first + 1000).map { index in
+            VoteCommand(
+                pollID: self.poll.id, voter: "v:\(index)", idempotencyKey: nil,
+                ballot: try self.poll.ballot(answers: ["q1": .options([index % 2 == 0 ? "a" : "b"])]),
+                allowChange: false)
+        }
+    }
+
+    static let chained = Task { try await CommitFixture.make(chaining: true) }
+    static let unchained = Task { try await CommitFixture.make(chaining: false) }
+
+    static func shared(chaining: Bool) async throws -> CommitFixture {
+        try await (chaining ? Self.chained : Self.unchained).value
+    }
 }
