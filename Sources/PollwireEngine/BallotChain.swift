@@ -158,12 +158,16 @@ public enum BallotChain {
             var offset = 0
             func number(_ value: UInt64) {
                 var big = value.bigEndian
-                withUnsafeBytes(of: &big) { buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 8) }
+                withUnsafeBytes(of: &big) {
+                    buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 8)
+                }
                 offset += 8
             }
             func length(_ value: UInt32) {
                 var big = value.bigEndian
-                withUnsafeBytes(of: &big) { buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 4) }
+                withUnsafeBytes(of: &big) {
+                    buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 4)
+                }
                 offset += 4
             }
             func text(_ bytes: UnsafeBufferPointer<UInt8>) {
