@@ -135,26 +135,32 @@ def widget_votes_on_every_dedupe_mode(api, auth, driver):
         status, _, body = request("POST", f"{api}/v1/polls", definition, auth)
         check(status == 201, f"{name}: poll created ({status})")
         poll = json.loads(body)["id"]
-        host = host_page_server(api, poll, attributes)
-        try:
-            driver.get(f"http://localhost:{host.server_address[1]}/")
-            widget = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, ".pollwire-widget"))
-            shadow = widget.shadow_root
-            WebDriverWait(driver, 10).until(lambda d: shadow.find_elements(By.CSS_SELECTOR, "input[value=b]"))
-            shadow.find_element(By.CSS_SELECTOR, "input[value=b]").click()
-            shadow.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            # The widget replaces its form with the results: elements found before may go stale.
-            WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
-                lambda d: shadow.find_elements(By.CSS_SELECTOR, "[data-total='1']")
-                or shadow.find_elements(By.CSS_SELECTOR, ".err"))
-            message = driver.execute_script(
-                "return arguments[0].shadowRoot.querySelector('.msg').textContent", widget)
-            check("Thank you" in message, f"{name}: the widget votes ({message!r})")
-            _, _, body = request("GET", f"{api}/v1/polls/{poll}/results")
-            counts = {o["id"]: o["count"] for o in json.loads(body)["questions"][0]["options"]}
-            check(counts == {"a": 0, "b": 1}, f"{name}: the server counted the widget's vote once ({counts})")
-        finally:
-            host.shutdown()
+        message = vote_through_widget(api, poll, attributes, "b", driver)
+        check("Thank you" in message, f"{name}: the widget votes ({message!r})")
+        _, _, body = request("GET", f"{api}/v1/polls/{poll}/results")
+        counts = {o["id"]: o["count"] for o in json.loads(body)["questions"][0]["options"]}
+        check(counts == {"a": 0, "b": 1}, f"{name}: the server counted the widget's vote once ({counts})")
+
+
+def vote_through_widget(api, poll, attributes, option, driver):
+    """Embeds `poll` with the README's tag (plus `attributes`) on another origin, picks `option`, votes
+    with a click and returns what the widget then says."""
+    host = host_page_server(api, poll, attributes)
+    try:
+        driver.get(f"http://localhost:{host.server_address[1]}/")
+        widget = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, ".pollwire-widget"))
+        shadow = widget.shadow_root
+        choice = f"input[value={option}]"
+        WebDriverWait(driver, 10).until(lambda d: shadow.find_elements(By.CSS_SELECTOR, choice))
+        shadow.find_element(By.CSS_SELECTOR, choice).click()
+        shadow.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        # The widget replaces its form with the results: elements found before may go stale.
+        WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: shadow.find_elements(By.CSS_SELECTOR, "[data-total='1']")
+            or shadow.find_elements(By.CSS_SELECTOR, ".err"))
+        return driver.execute_script("return arguments[0].shadowRoot.querySelector('.msg').textContent", widget)
+    finally:
+        host.shutdown()
 
 
 def hs256_token(secret, claims):
@@ -183,22 +189,8 @@ def widget_votes_as_a_signed_voter(api, auth, driver):
     token = hs256_token(secret, {"sub": "reader-7", "poll": poll, "exp": int(time.time()) + 600})
     for name, attributes, expected in [("without a token", "", "signed voters only"),
                                        ("with data-voter-token", f' data-voter-token="{token}"', "Thank you")]:
-        host = host_page_server(api, poll, attributes)
-        try:
-            driver.get(f"http://localhost:{host.server_address[1]}/")
-            widget = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, ".pollwire-widget"))
-            shadow = widget.shadow_root
-            WebDriverWait(driver, 10).until(lambda d: shadow.find_elements(By.CSS_SELECTOR, "input[value=a]"))
-            shadow.find_element(By.CSS_SELECTOR, "input[value=a]").click()
-            shadow.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            WebDriverWait(driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
-                lambda d: shadow.find_elements(By.CSS_SELECTOR, "[data-total='1']")
-                or shadow.find_elements(By.CSS_SELECTOR, ".err"))
-            message = driver.execute_script(
-                "return arguments[0].shadowRoot.querySelector('.msg').textContent", widget)
-            check(expected in message, f"signed voters, {name}: the widget says {message!r}")
-        finally:
-            host.shutdown()
+        message = vote_through_widget(api, poll, attributes, "a", driver)
+        check(expected in message, f"signed voters, {name}: the widget says {message!r}")
     _, _, body = request("GET", f"{api}/v1/polls/{poll}/results")
     check(json.loads(body)["total"] == 1, "signed voters: the server counted the signed vote only")
     status, _, _ = request("POST", f"{api}/v1/polls/{poll}/votes", {"voter": "reader-7", "answers": {"q1": ["b"]}},
