@@ -244,10 +244,7 @@ public struct PostgresPollStore: PollStore {
 
     public func insertAPIKey(_ key: APIKeyRecord, hash: String, audit: AuditEntry?) async throws {
         try await self.client.withTransaction(logger: self.logger) { connection in
-            guard
-                try await connection.query("SELECT 1 FROM owners WHERE id = \(key.owner)", logger: self.logger)
-                    .collect().count == 1
-            else { throw AccessError.unknownOwner(key.owner) }
+            try await Self.requireOwner(key.owner, on: connection, logger: self.logger)
             try await connection.query(
                 """
                 INSERT INTO api_keys (hash, id, owner_id, name, scopes, created_at, expires_at)
@@ -256,6 +253,13 @@ public struct PostgresPollStore: PollStore {
                 """, logger: self.logger)
             try await Self.append(audit, on: connection, logger: self.logger)
         }
+    }
+
+    /// Throws `AccessError.unknownOwner` unless `owner` exists (keys and voter keys need one).
+    static func requireOwner(_ owner: String, on connection: PostgresConnection, logger: Logger) async throws {
+        guard
+            try await connection.query("SELECT 1 FROM owners WHERE id = \(owner)", logger: logger).collect().count == 1
+        else { throw AccessError.unknownOwner(owner) }
     }
 
     typealias KeyRow = (String, String, String, String, Double, Double?, Double?, Double?)
@@ -320,10 +324,7 @@ public struct PostgresPollStore: PollStore {
 
     public func insertVoterKey(_ key: VoterKeyRecord, audit: AuditEntry?) async throws {
         try await self.client.withTransaction(logger: self.logger) { connection in
-            guard
-                try await connection.query("SELECT 1 FROM owners WHERE id = \(key.owner)", logger: self.logger)
-                    .collect().count == 1
-            else { throw AccessError.unknownOwner(key.owner) }
+            try await Self.requireOwner(key.owner, on: connection, logger: self.logger)
             try await connection.query(
                 """
                 INSERT INTO voter_keys (id, owner_id, algorithm, material, created_at)

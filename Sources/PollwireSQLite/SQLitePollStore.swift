@@ -164,8 +164,7 @@ public struct SQLitePollStore: PollStore {
 
     public func insertAPIKey(_ key: APIKeyRecord, hash: String, audit: AuditEntry?) async throws {
         try await self.database.pool.write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM owners WHERE id = ?", arguments: [key.owner]) ?? false
-            else { throw AccessError.unknownOwner(key.owner) }
+            try Self.requireOwner(key.owner, in: db)
             try db.execute(
                 sql: """
                     INSERT INTO api_keys (hash, id, owner_id, name, scopes, created_at, expires_at)
@@ -177,6 +176,12 @@ public struct SQLitePollStore: PollStore {
                 ])
             try Self.append(audit, in: db)
         }
+    }
+
+    /// Throws `AccessError.unknownOwner` unless `owner` exists (keys and voter keys need one).
+    static func requireOwner(_ owner: String, in db: Database) throws {
+        guard try Bool.fetchOne(db, sql: "SELECT 1 FROM owners WHERE id = ?", arguments: [owner]) ?? false
+        else { throw AccessError.unknownOwner(owner) }
     }
 
     static let keyColumns = "id, owner_id, name, scopes, created_at, expires_at, last_used_at, revoked_at"
@@ -239,8 +244,7 @@ public struct SQLitePollStore: PollStore {
 
     public func insertVoterKey(_ key: VoterKeyRecord, audit: AuditEntry?) async throws {
         try await self.database.pool.write { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM owners WHERE id = ?", arguments: [key.owner]) ?? false
-            else { throw AccessError.unknownOwner(key.owner) }
+            try Self.requireOwner(key.owner, in: db)
             try db.execute(
                 sql: "INSERT INTO voter_keys (id, owner_id, algorithm, material, created_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [

@@ -75,6 +75,18 @@ import Testing
         #expect(try await b.json(.get, "/v1/polls/\(poll)", headers: bearer(acme)).status == .ok)
         #expect(try await b.json(.get, "/v1/keys", headers: bearer(acme)).status == .forbidden)
 
+        // Voter-token keys are the owner's too: registered on one node, listed on the other, and
+        // another owner's key cannot remove them.
+        let registered = try await a.json(
+            .post, "/v1/voter-keys", #"{"algorithm": "HS256", "secret": "a site secret of at least 32 bytes!"}"#,
+            headers: bearer(other))
+        #expect(registered.status == .created, "\(registered.text)")
+        let voterKey = try #require(try registered.object()["id"] as? String)
+        #expect(try await b.json(.get, "/v1/voter-keys", headers: bearer(other)).text.contains(voterKey))
+        #expect(!(try await b.json(.get, "/v1/voter-keys", headers: bearer(acme)).text.contains(voterKey)))
+        #expect(try await b.json(.delete, "/v1/voter-keys/\(voterKey)", headers: bearer(other)).status == .noContent)
+        #expect(try await b.json(.delete, "/v1/voter-keys/\(voterKey)", headers: bearer(other)).status == .notFound)
+
         // Revoked on the command line: refused on both nodes from the next request.
         _ = try tool(["keys", "revoke", acmeID])
         #expect(try await a.json(.get, "/v1/polls", headers: bearer(acme)).status == .unauthorized)
