@@ -27,9 +27,14 @@ public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
     /// From 32 bytes; nil for any other count.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 32 else { return nil }
-        var words: [UInt64] = [0, 0, 0, 0]
-        for (index, byte) in bytes.enumerated() { words[index / 8] = words[index / 8] << 8 | UInt64(byte) }
-        self.words = (words[0], words[1], words[2], words[3])
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &words) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        self.words = (
+            UInt64(bigEndian: words.0), UInt64(bigEndian: words.1), UInt64(bigEndian: words.2),
+            UInt64(bigEndian: words.3)
+        )
     }
 
     /// From 64 hexadecimal digits (either case); nil otherwise.
@@ -67,15 +72,6 @@ public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
         String(unsafeUninitializedCapacity: 64) { buffer in
             self.writeHex(to: UnsafeMutableRawBufferPointer(buffer))
             return 64
-        }
-    }
-
-    /// Appends the 64 hexadecimal digits to `text` (one copy, no intermediate string).
-    public func appendHex(to text: inout String) {
-        var digits: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { raw in
-            self.writeHex(to: raw)
-            text.append(contentsOf: String(decoding: UnsafeRawBufferPointer(raw), as: UTF8.self))
         }
     }
 
@@ -126,6 +122,11 @@ public struct ChainLink: Sendable, Equatable {
     }
 
     public static let empty = ChainLink(length: 0, head: .zero)
+
+    /// The chain with one more ballot, of `digest` (`BallotChain.digest`).
+    public func appending(_ digest: ChainHash) -> ChainLink {
+        ChainLink(length: self.length + 1, head: BallotChain.link(self.head, digest))
+    }
 }
 
 /// The tamper-evident ballot log: each poll's ballots (per shard, in the order they were stored)

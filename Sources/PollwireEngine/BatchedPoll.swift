@@ -24,9 +24,8 @@ public struct BatchedPoll: Sendable {
     /// The place a ballot with `digest` (`BallotChain.digest`) takes when it is stored next;
     /// nil when the store does not chain. `append` it once the ballot is stored.
     public func link(_ digest: ChainHash) -> BallotReceipt? {
-        guard let chain = self.chain else { return nil }
-        return BallotReceipt(
-            hash: BallotChain.link(chain.head, digest), position: chain.length + 1, shard: self.shard)
+        guard let next = self.chain?.appending(digest) else { return nil }
+        return BallotReceipt(hash: next.head, position: next.length, shard: self.shard)
     }
 
     /// Moves the chain to a stored ballot's place (from `link`).

@@ -32,6 +32,15 @@ public struct ChainedBallot: Sendable, Equatable {
     }
 }
 
+extension ChainedBallot {
+    /// The digest of its canonical bytes (`BallotChain.digest`), as the ballot of `poll`.
+    public func digest(poll: String) -> ChainHash {
+        BallotChain.digest(
+            poll: poll, voter: self.voter, revision: self.revision, castAtMicros: self.castAtMicros,
+            answers: self.answers, keys: self.keys)
+    }
+}
+
 /// The first thing about a poll's stored ballots that does not fit.
 public struct ChainProblem: Error, Equatable, CustomStringConvertible {
     public var poll: String
@@ -88,10 +97,7 @@ public struct ChainVerifier {
                     : "it is at position \(position) of shard \(shard), which an earlier ballot holds: "
                         + "inserted, or moved")
         }
-        let digest = BallotChain.digest(
-            poll: self.poll, voter: ballot.voter, revision: ballot.revision, castAtMicros: ballot.castAtMicros,
-            answers: ballot.answers, keys: ballot.keys)
-        let hash = BallotChain.link(previous.head, digest)
+        let hash = BallotChain.link(previous.head, ballot.digest(poll: self.poll))
         guard hash == stored else {
             throw self.problem(
                 ballot,

@@ -46,9 +46,7 @@ struct ProofController {
                 guard let shard = stored.shard, let position = stored.position, let hash = stored.chain,
                     position <= (chains[shard]?.length ?? 0)
                 else { continue }
-                let digest = BallotChain.digest(
-                    poll: id, voter: stored.voter, revision: stored.revision, castAtMicros: stored.castAtMicros,
-                    answers: stored.answers, keys: stored.keys)
+                let digest = stored.digest(poll: id)
                 if let found {
                     guard shard == found.shard else { continue }
                     guard following.count < Self.maxFollowing else {

@@ -95,56 +95,50 @@ struct VoteIntake: Sendable {
         return "d:" + id
     }
 
-    /// The status and JSON body for an outcome.
+    /// The answer to an outcome: its status, its JSON written into `body` (with `"status"` in front
+    /// of the fields when `withStatus`, as each entry of a batch's `results`). One writer for single
+    /// votes and batches; no string per answer.
     ///
     /// A ballot stored now also gets its place in the poll's chain: `"ballot": {"hash", "position",
     /// "shard"}`, what `GET /v1/polls/{id}/proof?ballot=` takes.
-    func answer(
-        to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt? = nil
-    ) -> (HTTPResponse.Status, String) {
-        var receipt = receipt.map { ",\"receipt\":\"\($0)\"" } ?? ""
-        if let ballot { Self.appendBallot(ballot, to: &receipt) }
-        switch outcome {
-        case .accepted(let version, _):
-            return (.created, "{\"accepted\":true,\"version\":\(version)\(receipt)}")
-        case .duplicate(let version):
-            return (.ok, "{\"accepted\":true,\"duplicate\":true,\"version\":\(version)\(receipt)}")
-        case .changed(let version):
-            return (.ok, "{\"accepted\":true,\"changed\":true,\"version\":\(version)\(receipt)}")
-        case .conflict:
-            return Self.error(
-                APIError(.conflict, .alreadyVoted, "this voter already voted, and the poll does not allow changes"))
-        case .idempotencyMismatch:
-            return Self.error(
-                APIError(
-                    .unprocessableContent, .idempotencyKeyReused,
-                    "this Idempotency-Key was used before with a different ballot"))
-        case .pollNotFound:
-            return Self.error(.notFound("poll"))
-        case .pollNotOpen:
-            return Self.error(APIError(.forbidden, .pollNotOpen, "the poll is not open for votes"))
-        }
-    }
-
-    /// `answer(to:receipt:ballot:)` with its status in front (`{"status": 201, ...}`), written into
-    /// `body`: a batch's answers without a string per ballot.
-    func writeAnswer(to outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt?, into body: inout ByteBuffer) {
+    @discardableResult
+    func write(
+        _ outcome: VoteOutcome, receipt: String?, ballot: BallotReceipt?, withStatus: Bool,
+        into body: inout ByteBuffer
+    ) -> HTTPResponse.Status {
+        let status: HTTPResponse.Status
+        let fields: StaticString
         let version: Int64
         switch outcome {
-        case .accepted(let stored, _):
-            body.writeStaticString("{\"status\":201,\"accepted\":true,\"version\":")
-            version = stored
+        case .accepted(let stored, _): (status, fields, version) = (.created, "\"accepted\":true,\"version\":", stored)
         case .duplicate(let stored):
-            body.writeStaticString("{\"status\":200,\"accepted\":true,\"duplicate\":true,\"version\":")
-            version = stored
+            (status, fields, version) = (.ok, "\"accepted\":true,\"duplicate\":true,\"version\":", stored)
         case .changed(let stored):
-            body.writeStaticString("{\"status\":200,\"accepted\":true,\"changed\":true,\"version\":")
-            version = stored
-        default:
-            let (status, json) = self.answer(to: outcome, receipt: receipt)
-            Self.write(status: status, json: json, into: &body)
-            return
+            (status, fields, version) = (.ok, "\"accepted\":true,\"changed\":true,\"version\":", stored)
+        case .conflict:
+            return Self.write(
+                APIError(.conflict, .alreadyVoted, "this voter already voted, and the poll does not allow changes"),
+                withStatus: withStatus, into: &body)
+        case .idempotencyMismatch:
+            return Self.write(
+                APIError(
+                    .unprocessableContent, .idempotencyKeyReused,
+                    "this Idempotency-Key was used before with a different ballot"),
+                withStatus: withStatus, into: &body)
+        case .pollNotFound:
+            return Self.write(.notFound("poll"), withStatus: withStatus, into: &body)
+        case .pollNotOpen:
+            return Self.write(
+                APIError(.forbidden, .pollNotOpen, "the poll is not open for votes"), withStatus: withStatus,
+                into: &body)
         }
+        body.writeStaticString("{")
+        if withStatus {
+            body.writeStaticString("\"status\":")
+            ResultsJSON.writeInteger(Int64(status.code), to: &body)
+            body.writeStaticString(",")
+        }
+        body.writeStaticString(fields)
         ResultsJSON.writeInteger(version, to: &body)
         if let receipt {
             body.writeStaticString(",\"receipt\":\"")
@@ -161,6 +155,17 @@ struct VoteIntake: Sendable {
             body.writeStaticString("}")
         }
         body.writeStaticString("}")
+        return status
+    }
+
+    /// An error's JSON, with `"status"` in front of its fields when `withStatus`.
+    static func write(_ error: APIError, withStatus: Bool, into body: inout ByteBuffer) -> HTTPResponse.Status {
+        if withStatus {
+            Self.write(status: error.status, json: error.json, into: &body)
+        } else {
+            body.writeString(error.json)
+        }
+        return error.status
     }
 
     /// An answer's JSON object with `"status"` in front of its fields.
@@ -169,17 +174,6 @@ struct VoteIntake: Sendable {
         ResultsJSON.writeInteger(Int64(status.code), to: &body)
         body.writeStaticString(",")
         body.writeBytes(json.utf8.dropFirst())
-    }
-
-    /// `,"ballot":{"hash":"...","position":N,"shard":S}`
-    static func appendBallot(_ ballot: BallotReceipt, to text: inout String) {
-        text.append(",\"ballot\":{\"hash\":\"")
-        ballot.hash.appendHex(to: &text)
-        text.append("\",\"position\":")
-        text.append(String(ballot.position))
-        text.append(",\"shard\":")
-        text.append(String(ballot.shard))
-        text.append("}")
     }
 
     static func error(_ error: APIError) -> (HTTPResponse.Status, String) {

@@ -56,12 +56,14 @@ struct VotesController {
         } catch {
             throw VoteIntake.unavailable(error, retryAfter: self.settings.retryAfterSeconds)
         }
-        let outcomes = submitted.outcomes
-        let (status, text) = self.intake.answer(
-            to: outcomes[0], receipt: checked.receipt, ballot: submitted.receipts.first ?? nil)
+        let outcome = submitted.outcomes[0]
+        var answer = ByteBuffer()
+        let status = self.intake.write(
+            outcome, receipt: checked.receipt, ballot: submitted.receipts.first ?? nil, withStatus: false,
+            into: &answer)
         var headers: HTTPFields = [.cacheControl: "no-store"]
-        if case .accepted(_, replayed: true) = outcomes[0] { headers[.idempotentReplayed] = "true" }
-        return Response.json(status, text, headers: headers)
+        if outcome.isReplay { headers[.idempotentReplayed] = "true" }
+        return Response.json(status, answer, headers: headers)
     }
 
     /// Up to `maxBatchBallots` ballots, possibly for many polls, in ONE submission: they commit
@@ -118,8 +120,9 @@ struct VotesController {
             let offset = next
             next += 1
             let ballot = submitted.receipts.isEmpty ? nil : submitted.receipts[submitted.receipts.startIndex + offset]
-            self.intake.writeAnswer(
-                to: submitted.outcomes[offset], receipt: positions[offset].receipt, ballot: ballot, into: &output)
+            self.intake.write(
+                submitted.outcomes[offset], receipt: positions[offset].receipt, ballot: ballot, withStatus: true,
+                into: &output)
         }
         output.writeStaticString("]}")
         return Response.json(.ok, output, headers: [.cacheControl: "no-store"])

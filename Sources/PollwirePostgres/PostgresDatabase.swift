@@ -331,8 +331,7 @@ public struct PostgresDatabase: Sendable {
         ).decode((Int64, String, String?, Int64, Int64, String, String).self) {
             let digest = BallotChain.digest(
                 poll: poll, voter: voter, revision: revision, castAtMicros: micros, answers: answers, keys: keys)
-            let previous = links[poll] ?? .empty
-            let link = ChainLink(length: previous.length + 1, head: BallotChain.link(previous.head, digest))
+            let link = (links[poll] ?? .empty).appending(digest)
             links[poll] = link
             updates.seq.append(seq)
             updates.hash.append(link.head.hex)

@@ -151,8 +151,7 @@ public struct SQLiteDatabase: Sendable {
                 let digest = BallotChain.digest(
                     poll: poll, voter: row[2], revision: row[3], castAtMicros: SQLiteVoteStore.micros(row[4]),
                     answers: row[5], keys: row[6])
-                var link = links[poll] ?? .empty
-                link = ChainLink(length: link.length + 1, head: BallotChain.link(link.head, digest))
+                let link = (links[poll] ?? .empty).appending(digest)
                 links[poll] = link
                 updates.append((row[0], link))
             }
