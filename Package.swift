@@ -151,7 +151,10 @@ let package = Package(
         ),
         .testTarget(
             name: "PollwireEngineTests",
-            dependencies: ["PollwireCore", "PollwireEngine", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "PollwireCore", "PollwireEngine", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

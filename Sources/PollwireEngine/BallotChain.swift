@@ -1,6 +1,5 @@
 import Crypto
 public import Foundation
-public import NIOCore
 
 /// A SHA-256 value held inline (four words, no heap allocation): a link of a ballot chain.
 public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
@@ -70,30 +69,10 @@ public struct ChainHash: Hashable, Sendable, CustomStringConvertible {
     /// 64 lowercase hexadecimal digits.
     public var hex: String {
         String(unsafeUninitializedCapacity: 64) { buffer in
-            self.writeHex(to: UnsafeMutableRawBufferPointer(buffer))
-            return 64
+            var cursor = ByteCursor(UnsafeMutableRawBufferPointer(buffer))
+            cursor.write(hex: self)
+            return cursor.count
         }
-    }
-
-    /// Writes the 64 hexadecimal digits into `buffer` (no allocation beyond the buffer's own growth).
-    public func writeHex(to buffer: inout ByteBuffer) {
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 64) { raw in
-            self.writeHex(to: UnsafeMutableRawBufferPointer(rebasing: raw[0..<64]))
-            return 64
-        }
-    }
-
-    private func writeHex(to buffer: UnsafeMutableRawBufferPointer) {
-        self.withBytes { raw in
-            for (index, byte) in raw.enumerated() {
-                buffer[2 * index] = Self.digit(byte >> 4)
-                buffer[2 * index + 1] = Self.digit(byte & 15)
-            }
-        }
-    }
-
-    private static func digit(_ value: UInt8) -> UInt8 {
-        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
     }
 
     public var description: String { self.hex }
@@ -156,41 +135,20 @@ public enum BallotChain {
             4 + Self.prefix.utf8CodeUnitCount + 4 + poll.utf8.count + 4 + (voter?.utf8.count ?? 0) + 8 + 8 + 4
             + answers.utf8.count + 4 + keys.utf8.count
         return withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buffer in
-            var offset = 0
-            func number(_ value: UInt64) {
-                var big = value.bigEndian
-                withUnsafeBytes(of: &big) {
-                    buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 8)
-                }
-                offset += 8
-            }
-            func length(_ value: UInt32) {
-                var big = value.bigEndian
-                withUnsafeBytes(of: &big) {
-                    buffer.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: 4)
-                }
-                offset += 4
-            }
-            func text(_ bytes: UnsafeBufferPointer<UInt8>) {
-                length(UInt32(bytes.count))
-                if let base = bytes.baseAddress, bytes.count > 0 {
-                    buffer.baseAddress!.advanced(by: offset).copyMemory(from: base, byteCount: bytes.count)
-                }
-                offset += bytes.count
-            }
-            Self.prefix.withUTF8Buffer { text($0) }
-            poll.withUTF8 { text($0) }
+            var cursor = ByteCursor(buffer)
+            Self.prefix.withUTF8Buffer { cursor.write(lengthPrefixed: $0) }
+            poll.withUTF8 { cursor.write(lengthPrefixed: $0) }
             if voter != nil {
-                voter!.withUTF8 { text($0) }
+                voter!.withUTF8 { cursor.write(lengthPrefixed: $0) }
             } else {
-                length(UInt32.max)
+                cursor.write(bigEndian: UInt32.max)
             }
-            number(UInt64(bitPattern: revision))
-            number(UInt64(bitPattern: castAtMicros))
-            answers.withUTF8 { text($0) }
-            keys.withUTF8 { text($0) }
+            cursor.write(bigEndian: UInt64(bitPattern: revision))
+            cursor.write(bigEndian: UInt64(bitPattern: castAtMicros))
+            answers.withUTF8 { cursor.write(lengthPrefixed: $0) }
+            keys.withUTF8 { cursor.write(lengthPrefixed: $0) }
             var hasher = SHA256()
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<offset]))
+            hasher.update(bufferPointer: cursor.written)
             return ChainHash(hasher.finalize())
         }
     }

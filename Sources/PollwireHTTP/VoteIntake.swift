@@ -132,29 +132,35 @@ struct VoteIntake: Sendable {
                 APIError(.forbidden, .pollNotOpen, "the poll is not open for votes"), withStatus: withStatus,
                 into: &body)
         }
-        body.writeStaticString("{")
-        if withStatus {
-            body.writeStaticString("\"status\":")
-            ResultsJSON.writeInteger(Int64(status.code), to: &body)
-            body.writeStaticString(",")
+        // One reservation for the whole answer: a write per field into a ByteBuffer costs more
+        // than the fields (measured with 1000-ballot batches, where this runs per ballot).
+        let bound =
+            64 + fields.utf8CodeUnitCount + (receipt.map { 16 + $0.utf8.count } ?? 0) + (ballot == nil ? 0 : 160)
+        body.write(reserving: bound) { out in
+            out.write("{")
+            if withStatus {
+                out.write("\"status\":")
+                out.write(decimal: Int64(status.code))
+                out.write(",")
+            }
+            out.write(fields)
+            out.write(decimal: version)
+            if let receipt {
+                out.write(",\"receipt\":\"")
+                out.write(receipt)
+                out.write("\"")
+            }
+            if let ballot {
+                out.write(",\"ballot\":{\"hash\":\"")
+                out.write(hex: ballot.hash)
+                out.write("\",\"position\":")
+                out.write(decimal: ballot.position)
+                out.write(",\"shard\":")
+                out.write(decimal: Int64(ballot.shard))
+                out.write("}")
+            }
+            out.write("}")
         }
-        body.writeStaticString(fields)
-        ResultsJSON.writeInteger(version, to: &body)
-        if let receipt {
-            body.writeStaticString(",\"receipt\":\"")
-            body.writeString(receipt)
-            body.writeStaticString("\"")
-        }
-        if let ballot {
-            body.writeStaticString(",\"ballot\":{\"hash\":\"")
-            ballot.hash.writeHex(to: &body)
-            body.writeStaticString("\",\"position\":")
-            ResultsJSON.writeInteger(ballot.position, to: &body)
-            body.writeStaticString(",\"shard\":")
-            ResultsJSON.writeInteger(Int64(ballot.shard), to: &body)
-            body.writeStaticString("}")
-        }
-        body.writeStaticString("}")
         return status
     }
 
