@@ -9,6 +9,9 @@ public struct BatchedPoll: Sendable {
     public var open: Bool
     public private(set) var deltas: [TallyKey: Int64] = [:]
     public private(set) var texts: [TextAnswer] = []
+    /// What the batch's stored ballots add to their second's window counts (`WindowCount`):
+    /// their keys that windows count (`CastWindows.counts`). Nothing is taken back on a change.
+    public private(set) var cast: [TallyKey: Int64] = [:]
     /// Whether a ballot of the batch was stored (the poll's version moves).
     public private(set) var stored = false
     /// This shard's ballot chain of the poll (nil: the store does not chain ballots).
@@ -35,7 +38,10 @@ public struct BatchedPoll: Sendable {
 
     /// Counts a stored ballot: its counters, and its text answers for the latest-answers list.
     public mutating func count(_ ballot: Ballot) {
-        for key in ballot.keys { self.deltas[key, default: 0] += 1 }
+        for key in ballot.keys {
+            self.deltas[key, default: 0] += 1
+            if CastWindows.counts(key) { self.cast[key, default: 0] += 1 }
+        }
         for (question, answer) in ballot.answers {
             if case .text(let text) = answer { self.texts.append(TextAnswer(question: question, text: text)) }
         }

@@ -1,3 +1,4 @@
+import Foundation
 public import PollwireCore
 
 /// One stored ballot as the chain and the recount read it.
@@ -66,6 +67,7 @@ public struct ChainVerifier {
     private var chains: [Int32: ChainLink] = [:]
     private var latest: [String: String] = [:]
     private var recount: [TallyKey: Int64] = [:]
+    private var windows: [Int64: [TallyKey: Int64]] = [:]
     public private(set) var ballots = 0
 
     public init(poll: String, heads: [Int32: ChainLink]) {
@@ -79,6 +81,10 @@ public struct ChainVerifier {
             return  // stored after the counters and heads were read: not part of what is checked
         }
         self.ballots += 1
+        let second = CastWindows.second(ofMicros: ballot.castAtMicros)
+        for key in StoredKeys.decode(ballot.keys) where CastWindows.counts(key) {
+            self.windows[second, default: [:]][key, default: 0] += 1
+        }
         if let voter = ballot.voter {
             self.latest[voter] = ballot.keys
         } else {
@@ -143,6 +149,28 @@ public struct ChainVerifier {
         }
     }
 
+    /// Checks the stored window counts (`WindowCount`) of the seconds before `cutoff` against a
+    /// recount of the ballots cast in them.
+    public func finish(windows stored: [WindowCount], before cutoff: Int64) throws(ChainProblem) {
+        let recounted = CastWindows.sorted(self.windows.filter { $0.key < cutoff })
+        let stored = stored.filter { $0.second < cutoff && $0.count != 0 }
+        guard recounted != stored else { return }
+        // The first second where the two differ, and what each says of it.
+        let seconds = Set(recounted.map(\.second)).union(stored.map(\.second)).sorted()
+        let second = seconds.first { second in
+            recounted.filter { $0.second == second } != stored.filter { $0.second == second }
+        }!
+        func ballots(_ rows: [WindowCount]) -> Int64 {
+            rows.first { $0.second == second && $0.key == .ballots }?.count ?? 0
+        }
+        let time = Date(timeIntervalSince1970: TimeInterval(second)).formatted(.iso8601)
+        throw ChainProblem(
+            poll: self.poll, sequence: nil,
+            message:
+                "the window counts of second \(second) (\(time)) hold \(ballots(stored)) ballot(s), a recount of the "
+                + "ballots cast in it makes \(ballots(recounted)) (or their counters differ)")
+    }
+
     /// The head the chains make (what results publish).
     public var head: ChainHash { BallotChain.head(self.chains) }
 
@@ -162,6 +190,10 @@ extension ChainVerifier {
     /// Verifies every poll of `store` (or only `pollID`), in id order: the chains and a recount
     /// against the heads and counters of one consistent read. Throws the first `ChainProblem`.
     public static func verify(_ store: any PollStore, pollID: String? = nil) async throws -> [Verified] {
+        // Ballots committing while this runs land in the seconds from now on: the window counts
+        // of the seconds before (with one to spare for a commit stamped before this read) are
+        // complete, and are checked.
+        let cutoff = Int64(Date().timeIntervalSince1970.rounded(.down)) - 1
         var polls = try await store.loadPolls(latestTextLimit: 0).sorted { $0.poll.id < $1.poll.id }
         if let pollID {
             polls = polls.filter { $0.poll.id == pollID }
@@ -180,6 +212,9 @@ extension ChainVerifier {
                 after = last.sequence
             }
             try verifier.finish(tally: stored.tally)
+            try verifier.finish(
+                windows: try await store.windowCounts(pollID: stored.poll.id, from: Int64.min, to: cutoff),
+                before: cutoff)
             verified.append(Verified(poll: stored.poll.id, ballots: verifier.ballots, head: verifier.head))
         }
         return verified

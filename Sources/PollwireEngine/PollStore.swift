@@ -95,6 +95,9 @@ public protocol PollStore: Sendable {
     /// Up to `limit` ballots of a poll with sequence above `after`, in store order, as the chain
     /// and a recount read them (`pollwire verify`, proofs).
     func chainedBallots(pollID: String, after: Int64, limit: Int) async throws -> [ChainedBallot]
+    /// The poll's ballots cast per second (`WindowCount`, summed over shards) from `from` up to
+    /// `to` (seconds since 1970, `to` excluded), in order.
+    func windowCounts(pollID: String, from: Int64, to: Int64) async throws -> [WindowCount]
 
     /// Stores a new owner. Returns false when one with its id exists.
     func insertOwner(_ owner: OwnerRecord, audit: AuditEntry?) async throws -> Bool

@@ -54,6 +54,12 @@ struct EdgeLimits: Sendable {
         try self.check("management", key: "key:" + keyHash, rule: self.settings.managementPerKey)
     }
 
+    /// Counts a timeline asked from `address`.
+    func timelineFromAddress(_ address: String) throws(APIError) {
+        guard !self.settings.allowList.contains(address) else { return }
+        try self.check("timelines", key: "timeline-ip:" + address, rule: self.settings.timelinesPerIP)
+    }
+
     /// Counts a ballot proof asked from `address`.
     func proofFromAddress(_ address: String) throws(APIError) {
         guard !self.settings.allowList.contains(address) else { return }

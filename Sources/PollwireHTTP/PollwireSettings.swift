@@ -119,6 +119,9 @@ public struct RateLimitSettings: Sendable {
     public var managementPerKey = RateLimiter.Rule(rate: 100, burst: 200)
     /// Missing, revoked or expired API keys presented per client address. Default 1/s, burst 20.
     public var invalidKeysPerIP = RateLimiter.Rule(rate: 1, burst: 20)
+    /// Timelines (`GET /v1/polls/{id}/timeline`, a read of the poll's window counts from the
+    /// store) per client address.
+    public var timelinesPerIP = RateLimiter.Rule(rate: 5, burst: 50)
     /// Ballot proofs (`GET /v1/polls/{id}/proof`, a read of the poll's chain) per client address.
     /// Default 1/s, burst 10.
     public var proofsPerIP = RateLimiter.Rule(rate: 1, burst: 10)

@@ -61,7 +61,7 @@ enum CommitStatements {
     /// moved, notifications sent. Nullable columns travel as '' (PostgresNIO arrays have no NULL
     /// elements) and become NULL again with NULLIF.
     struct Write: PostgresPreparedStatement {
-        static let name = "pollwire_write_2"
+        static let name = "pollwire_write_3"
         static let sql = """
             WITH new_voters AS (
                 INSERT INTO voters (poll_id, voter, revision, answers, keys, version)
@@ -98,6 +98,12 @@ enum CommitStatements {
                 SELECT p, $30::integer, q, k, n FROM UNNEST($26::text[], $27::text[], $28::text[], $29::int8[])
                     AS u(p, q, k, n)
                 ON CONFLICT (poll_id, node, question, key) DO UPDATE SET count = tally_shards.count + excluded.count
+            ), windowed AS (
+                INSERT INTO ballot_windows (poll_id, node, second, question, key, count)
+                SELECT p, $30::integer, $25::int8 / 1000000, q, k, n
+                FROM UNNEST($41::text[], $42::text[], $43::text[], $44::int8[]) AS u(p, q, k, n)
+                ON CONFLICT (poll_id, node, second, question, key)
+                    DO UPDATE SET count = ballot_windows.count + excluded.count
             ), sequences AS (
                 INSERT INTO poll_shards (poll_id, node, sequence, chain_head, chain_length)
                 SELECT p, $30::integer, s, decode(NULLIF(h, ''), 'hex'), l
@@ -119,12 +125,14 @@ enum CommitStatements {
         /// Microseconds since 1970: the ballots' time, as their chain digests cover it.
         var micros: Int64
         var tally: (poll: [String], question: [String], key: [String], amount: [Int64])
+        /// What the batch adds to its second's window counts (`BatchedPoll.cast`).
+        var cast: (poll: [String], question: [String], key: [String], amount: [Int64])
         var node: Int32
         var changed: (polls: [String], sequences: [Int64], heads: [String], lengths: [Int64])
         var notices: [String]
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 40)
+            var bindings = PostgresBindings(capacity: 44)
             for voters in [self.insert, self.update] {
                 bindings.append(voters.poll)
                 bindings.append(voters.voter)
@@ -161,6 +169,10 @@ enum CommitStatements {
             bindings.append(self.changed.lengths)
             bindings.append(self.writes.keyChain)
             bindings.append(self.writes.keyPosition)
+            bindings.append(self.cast.poll)
+            bindings.append(self.cast.question)
+            bindings.append(self.cast.key)
+            bindings.append(self.cast.amount)
             return bindings
         }
 

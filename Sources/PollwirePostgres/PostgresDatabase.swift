@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import PollwireCore
 import PollwireEngine
 public import PostgresNIO
 
@@ -100,6 +101,7 @@ public struct PostgresDatabase: Sendable {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
                 }
                 if name == "v4-chain" { try await Self.chainStoredBallots(on: connection, logger: self.logger) }
+                if name == "v5-windows" { try await Self.countStoredWindows(on: connection, logger: self.logger) }
                 try await connection.query(
                     "INSERT INTO pollwire_migrations (name) VALUES (\(name))", logger: self.logger)
                 self.logger.info("migrated", metadata: ["migration": "\(name)"])
@@ -316,6 +318,23 @@ public struct PostgresDatabase: Sendable {
                 """,
             ]
         ),
+        (
+            // Ballots cast per second by counter (`WindowCount`), one row set per node as tallies
+            // are; ballots stored before are counted by `countStoredWindows`, as node 0's.
+            "v5-windows",
+            [
+                """
+                CREATE TABLE ballot_windows (
+                    poll_id text NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+                    node integer NOT NULL,
+                    second bigint NOT NULL,
+                    question text NOT NULL,
+                    key text NOT NULL,
+                    count bigint NOT NULL,
+                    PRIMARY KEY (poll_id, second, node, question, key))
+                """
+            ]
+        ),
     ]
 
     /// v4: ballots stored before chaining are chained now as shard 0 (no node writes shard 0
@@ -353,6 +372,39 @@ public struct PostgresDatabase: Sendable {
                 \(polls.map { links[$0]!.length })::int8[]) AS u(p, h, l)
             ON CONFLICT (poll_id, node) DO UPDATE SET chain_head = excluded.chain_head,
                 chain_length = excluded.chain_length
+            """, logger: logger)
+    }
+
+    /// v5: the window counts of ballots stored before, as node 0's (as `chainStoredBallots`).
+    static func countStoredWindows(on connection: PostgresConnection, logger: Logger) async throws {
+        var ballots: [String: [ChainedBallot]] = [:]
+        for try await (poll, micros, keys) in try await connection.query(
+            "SELECT poll_id, (extract(epoch FROM created_at) * 1000000)::int8, keys FROM ballots ORDER BY seq",
+            logger: logger
+        ).decode((String, Int64, String).self) {
+            ballots[poll, default: []].append(
+                ChainedBallot(
+                    sequence: 0, voter: nil, revision: 0, castAtMicros: micros, answers: "", keys: keys, chain: nil,
+                    position: nil, shard: nil))
+        }
+        var rows: (poll: [String], second: [Int64], question: [String], key: [String], count: [Int64]) = (
+            [], [], [], [], []
+        )
+        for (poll, stored) in ballots {
+            for row in CastWindows.recount(stored) {
+                rows.poll.append(poll)
+                rows.second.append(row.second)
+                rows.question.append(row.key.question)
+                rows.key.append(row.key.key)
+                rows.count.append(row.count)
+            }
+        }
+        guard !rows.poll.isEmpty else { return }
+        try await connection.query(
+            """
+            INSERT INTO ballot_windows (poll_id, node, second, question, key, count)
+            SELECT p, 0, s, q, k, n FROM UNNEST(\(rows.poll)::text[], \(rows.second)::int8[], \(rows.question)::text[],
+                \(rows.key)::text[], \(rows.count)::int8[]) AS u(p, s, q, k, n)
             """, logger: logger)
     }
 

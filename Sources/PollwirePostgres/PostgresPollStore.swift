@@ -211,6 +211,20 @@ public struct PostgresPollStore: PollStore {
         return page
     }
 
+    public func windowCounts(pollID: String, from: Int64, to: Int64) async throws -> [WindowCount] {
+        var rows: [WindowCount] = []
+        for try await (second, question, key, count) in try await self.client.query(
+            """
+            SELECT second, question, key, sum(count)::int8 FROM ballot_windows
+            WHERE poll_id = \(pollID) AND second >= \(from) AND second < \(to)
+            GROUP BY second, question, key ORDER BY second, question, key
+            """
+        ).decode((Int64, String, String, Int64).self) {
+            rows.append(WindowCount(second: second, key: TallyKey(question: question, key: key), count: count))
+        }
+        return rows
+    }
+
     static func encode(_ poll: Poll) throws -> String {
         String(decoding: try PollwireJSON.encoder().encode(poll), as: UTF8.self)
     }

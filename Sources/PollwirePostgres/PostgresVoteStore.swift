@@ -186,7 +186,8 @@ public struct PostgresVoteStore: VoteStore {
 
         let changes = polls.sorted { $0.key < $1.key }.compactMap { $0.value.change(pollID: $0.key) }
         if !changes.isEmpty {
-            try await self.write(writes, voters: voters, changes: changes, node: node, micros: micros, on: connection)
+            try await self.write(
+                writes, voters: voters, changes: changes, polls: polls, node: node, micros: micros, on: connection)
         }
         return CommitResult(outcomes: outcomes, changes: changes, receipts: receipts)
     }
@@ -279,8 +280,8 @@ public struct PostgresVoteStore: VoteStore {
     /// Every write of the batch in one statement (`CommitStatements.Write`). Rows are written in
     /// key order, so that two commits that touch the same voters lock them in the same order.
     private func write(
-        _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], node: Int32, micros: Int64,
-        on connection: PostgresConnection
+        _ writes: Writes, voters: [Pair: VoterRow], changes: [PollChange], polls: [String: BatchedPoll],
+        node: Int32, micros: Int64, on connection: PostgresConnection
     ) async throws {
         var insert = VoterColumns(isUpdate: false)
         var update = VoterColumns(isUpdate: true)
@@ -297,9 +298,18 @@ public struct PostgresVoteStore: VoteStore {
                 tally.amount.append(delta.amount)
             }
         }
+        var cast: (poll: [String], question: [String], key: [String], amount: [Int64]) = ([], [], [], [])
+        for change in changes {
+            for (key, count) in polls[change.pollID]?.cast ?? [:] {
+                cast.poll.append(change.pollID)
+                cast.question.append(key.question)
+                cast.key.append(key.key)
+                cast.amount.append(count)
+            }
+        }
         let notices = changes.map { ChangeNotice(change: $0).payload() }
         let statement = CommitStatements.Write(
-            insert: insert, update: update, writes: writes, micros: micros, tally: tally, node: node,
+            insert: insert, update: update, writes: writes, micros: micros, tally: tally, cast: cast, node: node,
             changed: (
                 changes.map(\.pollID), changes.map(\.sequence), changes.map { $0.chain?.head.hex ?? "" },
                 changes.map { $0.chain?.length ?? 0 }

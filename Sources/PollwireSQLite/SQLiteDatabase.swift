@@ -1,5 +1,6 @@
 import Foundation
 public import GRDB
+import PollwireCore
 import PollwireEngine
 
 /// The embedded store's database file: WAL, migrations, and the durability setting.
@@ -161,6 +162,36 @@ public struct SQLiteDatabase: Sendable {
             }
             let head = try db.makeStatement(sql: "UPDATE polls SET chain_head = ?, chain_length = ? WHERE id = ?")
             for (poll, link) in links { try head.execute(arguments: [Data(link.head.bytes), link.length, poll]) }
+        }
+        // Ballots cast per second by counter (`WindowCount`), kept as ballots commit; ballots
+        // stored before are counted now, by the second they were stored in.
+        migrator.registerMigration("v4-windows") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE ballot_windows (
+                        poll_id TEXT NOT NULL REFERENCES polls(id) ON DELETE CASCADE,
+                        second INTEGER NOT NULL,
+                        question TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        count INTEGER NOT NULL,
+                        PRIMARY KEY (poll_id, second, question, key)
+                    ) WITHOUT ROWID
+                    """)
+            var counts: [String: [ChainedBallot]] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT poll_id, created_at, keys FROM ballots ORDER BY seq")
+            while let row = try rows.next() {
+                counts[row[0], default: []].append(
+                    ChainedBallot(
+                        sequence: 0, voter: nil, revision: 0, castAtMicros: SQLiteVoteStore.micros(row[1]),
+                        answers: "", keys: row[2], chain: nil, position: nil, shard: nil))
+            }
+            let insert = try db.makeStatement(
+                sql: "INSERT INTO ballot_windows (poll_id, second, question, key, count) VALUES (?, ?, ?, ?, ?)")
+            for (poll, ballots) in counts {
+                for row in CastWindows.recount(ballots) {
+                    try insert.execute(arguments: [poll, row.second, row.key.question, row.key.key, row.count])
+                }
+            }
         }
         return migrator
     }

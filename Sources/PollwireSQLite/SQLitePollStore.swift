@@ -137,6 +137,19 @@ public struct SQLitePollStore: PollStore {
         }
     }
 
+    public func windowCounts(pollID: String, from: Int64, to: Int64) async throws -> [WindowCount] {
+        try await self.database.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT second, question, key, count FROM ballot_windows
+                    WHERE poll_id = ? AND second >= ? AND second < ? ORDER BY second, question, key
+                    """,
+                arguments: [pollID, from, to]
+            ).map { WindowCount(second: $0[0], key: TallyKey(question: $0[1], key: $0[2]), count: $0[3]) }
+        }
+    }
+
     static func encode(_ poll: Poll) throws -> String {
         String(decoding: try PollwireJSON.encoder().encode(poll), as: UTF8.self)
     }

@@ -122,11 +122,20 @@ public struct SQLiteVoteStore: VoteStore {
         let bump = try db.cachedStatement(sql: "UPDATE polls SET version = ? WHERE id = ?")
         let bumpChained = try db.cachedStatement(
             sql: "UPDATE polls SET version = ?, chain_head = ?, chain_length = ? WHERE id = ?")
+        let window = try db.cachedStatement(
+            sql: """
+                INSERT INTO ballot_windows (poll_id, second, question, key, count) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (poll_id, second, question, key) DO UPDATE SET count = count + excluded.count
+                """)
+        let second = CastWindows.second(ofMicros: micros)
         var changes: [PollChange] = []
         for (id, poll) in polls {
             guard let change = poll.change(pollID: id) else { continue }
             for delta in change.deltas {
-                try upsert.execute(arguments: [id, delta.key.question, delta.key.key, delta.amount])
+                try Self.add(delta.amount, to: delta.key, of: id, second: nil, with: upsert, in: db)
+            }
+            for (key, count) in poll.cast {
+                try Self.add(count, to: key, of: id, second: second, with: window, in: db)
             }
             if let chain = change.chain {
                 try Self.bump(id, sequence: change.sequence, chain: chain, with: bumpChained, in: db)
@@ -166,11 +175,52 @@ public struct SQLiteVoteStore: VoteStore {
                 return sqlite3_step(statement)
             }
         }
+        try Self.finish(update, code, in: db)
+    }
+
+    /// Adds `count` to one counter row, bound through the C API: `tallies` (poll, question, key,
+    /// count) or, with `second`, `ballot_windows` (poll, second, question, key, count).
+    static func add(
+        _ count: Int64, to key: TallyKey, of poll: String, second: Int64?, with upsert: Statement, in db: Database
+    ) throws {
+        let statement = upsert.sqliteStatement
         sqlite3_reset(statement)
+        Self.bind(poll, at: 1, to: statement)
+        var index: Int32 = 2
+        if let second {
+            sqlite3_bind_int64(statement, 2, second)
+            index = 3
+        }
+        Self.bind(key.question, at: index, to: statement)
+        Self.bind(key.key, at: index + 1, to: statement)
+        sqlite3_bind_int64(statement, index + 2, count)
+        try Self.finish(upsert, sqlite3_step(statement), in: db)
+    }
+
+    /// Binds `value` (NULL for nil) as parameter `index`; SQLite copies the bytes.
+    static func bind(_ value: String?, at index: Int32, to statement: SQLiteStatement) {
+        guard var value else {
+            sqlite3_bind_null(statement, index)
+            return
+        }
+        value.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                if let address = chars.baseAddress {
+                    _ = sqlite3_bind_text(statement, index, address, Int32(chars.count), Self.transient)
+                } else {
+                    _ = sqlite3_bind_text(statement, index, "", 0, Self.transient)
+                }
+            }
+        }
+    }
+
+    /// Resets a statement stepped through the C API and throws what its step `code` reports.
+    static func finish(_ statement: Statement, _ code: Int32, in db: Database) throws {
+        sqlite3_reset(statement.sqliteStatement)
         guard code == SQLITE_DONE else {
             throw DatabaseError(
                 resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
-                sql: update.sql)
+                sql: statement.sql)
         }
     }
 
@@ -182,27 +232,12 @@ public struct SQLiteVoteStore: VoteStore {
     ) throws {
         let statement = insert.sqliteStatement
         sqlite3_reset(statement)
-        func text(_ index: Int32, _ value: String?) {
-            guard var value else {
-                sqlite3_bind_null(statement, index)
-                return
-            }
-            value.withUTF8 { bytes in
-                bytes.withMemoryRebound(to: CChar.self) { chars in
-                    if let address = chars.baseAddress {
-                        _ = sqlite3_bind_text(statement, index, address, Int32(chars.count), Self.transient)
-                    } else {
-                        _ = sqlite3_bind_text(statement, index, "", 0, Self.transient)
-                    }
-                }
-            }
-        }
-        text(1, vote.pollID)
-        text(2, vote.voter)
+        Self.bind(vote.pollID, at: 1, to: statement)
+        Self.bind(vote.voter, at: 2, to: statement)
         sqlite3_bind_int64(statement, 3, revision)
-        text(4, vote.idempotencyKey)
-        text(5, vote.ballot.canonical)
-        text(6, keys)
+        Self.bind(vote.idempotencyKey, at: 4, to: statement)
+        Self.bind(vote.ballot.canonical, at: 5, to: statement)
+        Self.bind(keys, at: 6, to: statement)
         sqlite3_bind_int64(statement, 7, version)
         sqlite3_bind_double(statement, 8, timestamp)
         let code: Int32
@@ -218,12 +253,7 @@ public struct SQLiteVoteStore: VoteStore {
             sqlite3_bind_null(statement, 10)
             code = sqlite3_step(statement)
         }
-        sqlite3_reset(statement)
-        guard code == SQLITE_DONE else {
-            throw DatabaseError(
-                resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)),
-                sql: insert.sql)
-        }
+        try Self.finish(insert, code, in: db)
     }
 
     /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes (they live only for the call).

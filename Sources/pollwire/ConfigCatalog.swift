@@ -69,6 +69,8 @@ enum ConfigCatalog {
         Key(name: "ratelimit.invalidKeysPerIpRate", kind: .double(0...1e9)),
         Key(name: "ratelimit.invalidKeysPerIpBurst", kind: .int(1...1_000_000_000)),
         Key(name: "ratelimit.proofsPerIpRate", kind: .double(0...1e9)),
+        Key(name: "ratelimit.timelinesPerIpRate", kind: .double(0...1e9)),
+        Key(name: "ratelimit.timelinesPerIpBurst", kind: .int(1...1_000_000_000)),
         Key(name: "ratelimit.proofsPerIpBurst", kind: .int(1...1_000_000_000)),
         Key(name: "ratelimit.allowList", kind: .strings),
         Key(name: "ratelimit.trustedProxies", kind: .strings),

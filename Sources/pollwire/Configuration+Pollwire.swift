@@ -168,6 +168,7 @@ extension PollwireSettings {
         limits.managementPerKey = rule("managementPerKey", limits.managementPerKey)
         limits.invalidKeysPerIP = rule("invalidKeysPerIp", limits.invalidKeysPerIP)
         limits.proofsPerIP = rule("proofsPerIp", limits.proofsPerIP)
+        limits.timelinesPerIP = rule("timelinesPerIp", limits.timelinesPerIP)
         limits.allowList = Set(reader.stringArray(forKey: "ratelimit.allowList", default: []))
         limits.trustedProxies = Set(reader.stringArray(forKey: "ratelimit.trustedProxies", default: []))
         limits.capacity = reader.int(forKey: "ratelimit.capacity", default: limits.capacity)

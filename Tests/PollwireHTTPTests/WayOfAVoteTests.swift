@@ -6,7 +6,7 @@ import PollwireEngine
 import PollwireHTTP
 import Testing
 
-/// The README's walk-through, over a real socket: create, vote, read results, 304.
+/// The README's walk-through, over a real socket: create, vote, read results, 304, the timeline.
 @Suite struct WayOfAVoteTests {
     @Test func createVoteReadAndRevalidate() async throws {
         try await TestServer.run { server in
@@ -41,6 +41,13 @@ import Testing
                 .get, "/v1/polls/\(poll)/results", headers: [.ifNoneMatch: "\"\(poll)-2\""])
             #expect(notModified.status == .notModified)
             #expect(notModified.body.readableBytes == 0)
+
+            // Votes over time, as the README asks for them: both ballots in the last ten minutes.
+            let timeline = try await server.request(.get, "/v1/polls/\(poll)/timeline?window=10s").object()
+            #expect(
+                (timeline["totals"] as? [String: Any])?["counts"] as? [String: [String: Int]] == [
+                    "q1": ["a": 1, "b": 1]
+                ])
 
             // The snapshot is encoded once per version: every read until the version moves is
             // served from the very same buffer (same storage, not only equal bytes).

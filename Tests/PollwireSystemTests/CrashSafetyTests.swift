@@ -6,8 +6,10 @@ import Synchronization
 import Testing
 
 /// Votes flow at a steady rate while the server is killed with SIGKILL at random moments and
-/// restarted. Afterwards: every acknowledged vote is stored, no ballot is stored twice, and
-/// the tallies equal a recount of the ballots.
+/// restarted. Afterwards: every acknowledged vote is stored, no ballot is stored twice, the
+/// tallies equal a recount of the ballots, and the 1 s timeline equals a recount of the ballots
+/// by second and, for every window that had ended when it was served between crashes, what was
+/// served then.
 @Suite(.serialized) struct CrashSafetyTests {
     static let poll = """
         {"title": "Crash", "questions": [
@@ -45,6 +47,9 @@ import Testing
         try await admin.shutdown()
 
         let ledger = Ledger()
+        let began = Int64(Date().timeIntervalSince1970) - 1
+        // Windows served between crashes that had ended 2 s before (no commit stamps them any more).
+        var served: [Int64: [String: Int64]] = [:]
         var kills = 0
         for cycle in 0..<cycles {
             // Votes whose answer the last crash swallowed are retried with the same
@@ -62,13 +67,19 @@ import Testing
                 try await group.waitForAll()
             }
             server = try await ServerProcess.start(dataDir: directory)
-            _ = cycle
+            if cycle % 2 == 1 {
+                let client = server.client()
+                let (windows, now) = try await Self.timeline(client, pollID: pollID, from: began)
+                try await client.shutdown()
+                for (second, counts) in windows where second < now - 2 { served[second] = counts }
+            }
         }
         try await self.retryUnknown(ledger, server: server, pollID: pollID)
         #expect(ledger.unknown.withLock { $0.isEmpty })
 
         let reader = server.client()
         let results = try await reader.json(.get, "/v1/polls/\(pollID)/results").object()
+        let (timeline, _) = try await Self.timeline(reader, pollID: pollID, from: began)
         try await reader.shutdown()
         server.terminate()
         #expect(try await server.waitForExit(timeout: .seconds(10)) == 0)
@@ -93,6 +104,38 @@ import Testing
         #expect(verified.contains("verified 1 poll(s)"), "\(verified)")
         #expect(stored.tallies.ballots == Int64(stored.answers.count))
         #expect(results["total"] as? Int == stored.answers.count)
+        // Every stored ballot is in exactly one window, as served: rebuilt from the ballot rows
+        // after 20 SIGKILLs, the windows are what the server serves, and what it served before.
+        #expect(timeline.filter { !$0.value.isEmpty } == stored.secondsRecount)
+        // Windows end 2 s after they are served at the earliest: the default 20 cycles take ~10 s.
+        if cycles >= 10 { #expect(!served.isEmpty) }
+        for (second, counts) in served {
+            #expect(timeline[second] ?? [:] == counts, "second \(second) changed after it was served")
+        }
+    }
+
+    /// The poll's 1 s windows from `from` to now (second -> "question/key" -> count, ballots as
+    /// "/#", empty windows left out) and the server's now, in seconds.
+    static func timeline(
+        _ client: TestClient, pollID: String, from: Int64
+    ) async throws -> ([Int64: [String: Int64]], Int64) {
+        let response = try await client.json(.get, "/v1/polls/\(pollID)/timeline?window=1s&from=\(from)")
+        #expect(response.status == .ok, "\(response.text)")
+        let object = try response.object()
+        let formatter = ISO8601DateFormatter()
+        var windows: [Int64: [String: Int64]] = [:]
+        for window in object["windows"] as! [[String: Any]] {
+            let ballots = window["ballots"] as! Int
+            guard ballots > 0 else { continue }
+            let second = Int64(formatter.date(from: window["start"] as! String)!.timeIntervalSince1970)
+            var counts: [String: Int64] = ["/#": Int64(ballots)]
+            for (question, keys) in window["counts"] as! [String: [String: Int]] {
+                for (key, count) in keys { counts["\(question)/\(key)"] = Int64(count) }
+            }
+            windows[second] = counts
+        }
+        let now = Int64(formatter.date(from: object["now"] as! String)!.timeIntervalSince1970)
+        return (windows, now)
     }
 
     /// One client voting every 2 ms (a steady rate) until the server goes away.

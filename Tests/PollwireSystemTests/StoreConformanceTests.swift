@@ -161,6 +161,45 @@ import Testing
     /// another's lock, the races on the unique keys are decided again, and what is stored adds
     /// up: every voter counted once with their last ballot, each key stored once, the version
     /// the number of commits that stored something.
+    /// Window counts (`WindowCount`): each stored ballot adds its keys to the second it was
+    /// stored in, a changed ballot counts in its own second and the replaced one stays in its;
+    /// ballots not stored add nothing; the rows equal a recount of the stored ballots.
+    @Test(arguments: Kind.allCases) func bothStoresCountBallotsInTheSecondTheyAreCast(_ kind: Kind) async throws {
+        try await self.withStores(kind) { stores in
+            let poll = self.poll(PollSettings(allowChange: true))
+            try await stores.polls.insert(poll)
+            let late = Date(timeIntervalSince1970: 1_700_000_000.999_999)
+            let next = Date(timeIntervalSince1970: 1_700_000_001)
+            _ = try await stores.votes.commit(
+                [try self.vote(poll, "v:1", "a"), try self.vote(poll, "v:2", "a"), try self.vote(poll, "v:2", "a")],
+                at: late)
+            _ = try await stores.votes.commit(
+                [try self.vote(poll, "v:1", "b"), try self.vote(poll, "v:3", "b"), try self.vote(poll, "v:3", "b")],
+                at: next)
+            let a = TallyKey(question: "q1", key: "a")
+            let b = TallyKey(question: "q1", key: "b")
+            let rows = try await stores.polls.windowCounts(pollID: poll.id, from: 1_699_999_999, to: 1_700_000_002)
+            #expect(
+                rows == [
+                    WindowCount(second: 1_700_000_000, key: .ballots, count: 2),
+                    WindowCount(second: 1_700_000_000, key: a, count: 2),
+                    WindowCount(second: 1_700_000_001, key: .ballots, count: 2),
+                    WindowCount(second: 1_700_000_001, key: b, count: 2),
+                ])
+            // `to` is excluded, `from` included.
+            #expect(
+                try await stores.polls.windowCounts(pollID: poll.id, from: 1_700_000_001, to: 1_700_000_001).isEmpty)
+            #expect(
+                try await stores.polls.windowCounts(pollID: poll.id, from: 1_700_000_001, to: 1_700_000_002).count == 2)
+            // The rows are a recount of the stored ballots, and `verify` finds them so.
+            let ballots = try await stores.polls.chainedBallots(pollID: poll.id, after: 0, limit: 100)
+            #expect(ballots.count == 4)
+            #expect(rows == CastWindows.recount(ballots))
+            let verified = try await ChainVerifier.verify(stores.polls, pollID: poll.id)
+            #expect(verified.first?.ballots == 4)
+        }
+    }
+
     @Test func nodesCommittingOnePollAtOnceCountEveryVoterOnce() async throws {
         try await self.withPostgres(maxConnections: 6) { database in try await self.nodesRace(on: database) }
     }
@@ -238,5 +277,15 @@ import Testing
         let verified = try await ChainVerifier.verify(polls, pollID: poll.id)
         #expect(verified.first?.ballots == Int(stored.chains.values.reduce(0) { $0 + $1.length }))
         #expect(verified.first?.head == BallotChain.head(stored.chains))
+        // Every ballot in one second's window: the nodes' rows, summed, are a recount.
+        var ballots: [ChainedBallot] = []
+        var after: Int64 = 0
+        while true {
+            let page = try await polls.chainedBallots(pollID: poll.id, after: after, limit: 1000)
+            ballots += page
+            guard let last = page.last, page.count == 1000 else { break }
+            after = last.sequence
+        }
+        #expect(try await polls.windowCounts(pollID: poll.id, from: .min, to: .max) == CastWindows.recount(ballots))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PollwireCore
+import PollwireEngine
 import Testing
 
 /// What the SQLite file holds, read after the server is gone.
@@ -11,6 +12,10 @@ struct StoredState {
     var rowsPerVoter: [String: Int]
     var tallies: Tally
     var recount: Tally
+    /// Ballots per second of `created_at`, recounted from the ballot rows (the 1 s timeline
+    /// the server must serve): second -> "question/key" -> count, the ballots as "/#" (the
+    /// questions' response counters left out, as the timeline leaves them out).
+    var secondsRecount: [Int64: [String: Int64]]
 
     init(dataDir: URL, pollID: String) throws {
         let queue = try DatabaseQueue(path: dataDir.appendingPathComponent("pollwire.sqlite").path)
@@ -18,7 +23,8 @@ struct StoredState {
         let (definition, rows, tallyRows) = try queue.read { db in
             (
                 try String.fetchOne(db, sql: "SELECT definition FROM polls WHERE id = ?", arguments: [pollID])!,
-                try Row.fetchAll(db, sql: "SELECT voter, answers FROM ballots WHERE poll_id = ?", arguments: [pollID]),
+                try Row.fetchAll(
+                    db, sql: "SELECT voter, answers, created_at FROM ballots WHERE poll_id = ?", arguments: [pollID]),
                 try Row.fetchAll(
                     db, sql: "SELECT question, key, count FROM tallies WHERE poll_id = ?", arguments: [pollID])
             )
@@ -27,13 +33,20 @@ struct StoredState {
         self.answers = [:]
         self.rowsPerVoter = [:]
         self.recount = Tally()
+        self.secondsRecount = [:]
         for row in rows {
             let voter: String = row["voter"]
             let answers: String = row["answers"]
             self.answers[voter] = answers
             self.rowsPerVoter[voter, default: 0] += 1
             let decoded = try JSONDecoder().decode([String: Answer].self, from: Data(answers.utf8))
-            self.recount.apply(try self.poll.ballot(answers: decoded).deltas())
+            let ballot = try self.poll.ballot(answers: decoded)
+            self.recount.apply(ballot.deltas())
+            // The store keeps whole microseconds; a ballot's second is theirs, floored.
+            let micros = Int64((row["created_at"] as Double * 1_000_000).rounded())
+            for key in ballot.keys where CastWindows.counts(key) {
+                self.secondsRecount[micros / 1_000_000, default: [:]]["\(key.question)/\(key.key)", default: 0] += 1
+            }
         }
         self.tallies = Tally()
         for row in tallyRows {

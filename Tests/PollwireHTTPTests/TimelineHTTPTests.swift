@@ -1,0 +1,78 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import PollwireEngine
+import PollwireHTTP
+import Testing
+
+/// `GET /v1/polls/{id}/timeline` over a real socket: the windows votes land in, what a reader
+/// who may not see results gets, and the errors for parameters that do not parse.
+@Suite struct TimelineHTTPTests {
+    @Test func votesLandInTheWindowOfTheSecondTheyAreStored() async throws {
+        try await TestServer.run { server in
+            let poll = try await server.createPoll()
+            for voter in 0..<3 {
+                let answer = try await server.vote(poll, #"{"voter": "v\#(voter)", "answers": {"q1": ["a"]}}"#)
+                #expect(answer.status == .created)
+            }
+            _ = try await server.vote(poll, #"{"voter": "v9", "answers": {"q1": ["b"]}}"#)
+            let response = try await server.request(.get, "/v1/polls/\(poll)/timeline?window=1m")
+            #expect(response.status == .ok, "\(response.text)")
+            #expect(response.headers[.cacheControl] == "public, max-age=1")
+            let timeline = try response.object()
+            #expect(timeline["window"] as? String == "1m")
+            #expect(timeline["seconds"] as? Int == 60)
+            let windows = try #require(timeline["windows"] as? [[String: Any]])
+            #expect(windows.count == 60)
+            #expect(windows.reduce(0) { $0 + ($1["ballots"] as! Int) } == 4)
+            let totals = try #require(timeline["totals"] as? [String: Any])
+            #expect(totals["ballots"] as? Int == 4)
+            #expect(totals["counts"] as? [String: [String: Int]] == ["q1": ["a": 3, "b": 1]])
+            // The last window is the one now is in: not complete yet.
+            #expect(windows.last?["complete"] as? Bool == false)
+            #expect(windows.first?["complete"] as? Bool == true)
+            #expect(timeline["momentum"] is [String: Any])
+        }
+    }
+
+    @Test func beforeResultsShowTheTimelineCarriesBallotCountsOnly() async throws {
+        try await TestServer.run { server in
+            let poll = try await server.createPoll(
+                TestServer.lunch(settings: #"{"visibility": "after_close", "dedupe": "voter"}"#))
+            _ = try await server.vote(poll, #"{"voter": "v1", "answers": {"q1": ["a"]}}"#)
+            let response = try await server.request(.get, "/v1/polls/\(poll)/timeline?window=10s")
+            #expect(response.status == .ok)
+            #expect(response.headers[.cacheControl] == "no-store")
+            let timeline = try response.object()
+            #expect(timeline["hidden"] as? Bool == true)
+            #expect((timeline["totals"] as? [String: Any])?["ballots"] as? Int == 1)
+            #expect((timeline["totals"] as? [String: Any])?["counts"] == nil)
+            #expect(timeline["momentum"] == nil)
+            #expect(!response.text.contains("\"a\""))
+        }
+    }
+
+    @Test func parametersThatDoNotParseNameTheirField() async throws {
+        var settings = PollwireSettings()
+        settings.rateLimits.timelinesPerIP = .init(rate: 0.001, burst: 8)
+        try await TestServer.run(settings: settings) { server in
+            let poll = try await server.createPoll()
+            let cases: [(String, String)] = [
+                ("window=7s", "window"), ("momentum=0", "momentum"), ("momentum=x", "momentum"),
+                ("from=yesterday", "from"), ("from=2000&to=1000", "from"), ("window=1s&from=0", "window"),
+            ]
+            for (query, field) in cases {
+                let response = try await server.request(.get, "/v1/polls/\(poll)/timeline?\(query)")
+                #expect(response.status == .unprocessableContent, "\(query): \(response.text)")
+                #expect(response.errorField == field, "\(query)")
+            }
+            let missing = try await server.request(.get, "/v1/polls/nope/timeline")
+            #expect(missing.status == .notFound)
+            // Each answered read counts against the address's limit (burst 8, no refill to speak of).
+            var statuses: [HTTPResponse.Status] = []
+            for _ in 0..<10 { statuses.append(try await server.request(.get, "/v1/polls/\(poll)/timeline").status) }
+            #expect(statuses.contains(.tooManyRequests))
+            #expect(statuses.filter { $0 == .ok }.count == 7)
+        }
+    }
+}
