@@ -6,7 +6,8 @@ against a real `pollwire` process on 127.0.0.1.
   shows live results; its weight is checked (< 15 KB); on every dedupe mode, and as a signed voter
   (data-voter-token) on a poll with signedVoters;
 - the presenter page moves after votes sent with plain HTTP, and after a vote in another browser
-  (the time from that vote to the bar moving is printed);
+  (the time from that vote to the bar moving is printed), and draws the server's timeline
+  (ballots per 10 s);
 - the admin dashboard signs in with the API key and creates a poll;
 - the pages' security headers (CSP without inline scripts, frame-ancestors per poll).
 
@@ -300,6 +301,10 @@ def main():
         WebDriverWait(presenter, 10).until(lambda d: d.find_element(By.ID, "total").text == "6")
         lisbon = presenter.find_element(By.CSS_SELECTOR, "[data-option=a] .count").text
         check(lisbon.startswith("3"), f"the presenter shows Lisbon's 3 votes ({lisbon})")
+        # The presenter draws the server's timeline: every ballot in its 10 s bars, read from the store.
+        WebDriverWait(presenter, 10).until(lambda d: d.find_element(By.ID, "spark").get_attribute("data-ballots") == "6")
+        bars = presenter.find_elements(By.CSS_SELECTOR, "#spark rect.spark-bar")
+        check(len(bars) >= 1, f"the presenter draws the timeline's bars ({len(bars)})")
         voter.save_screenshot(os.path.join(SHOTS, "widget-results.png"))
         time.sleep(0.6)
         presenter.save_screenshot(os.path.join(SHOTS, "presenter.png"))

@@ -6,6 +6,9 @@
   var svgNS = "http://www.w3.org/2000/svg";
   var poll = null;
   var samples = [];
+  var momentum = {};
+  var timelineAt = 0;
+  var timelinePending = null;
 
   function $(sel) { return document.querySelector(sel); }
   function el(tag, attrs, text) {
@@ -37,6 +40,7 @@
     $("#vote-url").textContent = url.replace(/^https?:\/\//, "");
     $("#vote-url").href = url;
     connect();
+    timeline();
   }).catch(function () { status("This poll could not be loaded.", "error"); });
 
   function connect() {
@@ -51,6 +55,7 @@
     $("#total-label").textContent = results.total === 1 ? "vote" : "votes";
     document.body.setAttribute("data-version", String(results.version));
     sample(results.total);
+    if (!results.hidden) refreshTimeline();
     if (results.stale) status("Live (the server is catching up)", "warn");
     var area = $("#questions");
     if (results.hidden) {
@@ -105,8 +110,12 @@
       track.setAttribute("aria-valuemax", String(sum));
       track.setAttribute("aria-valuenow", String(row.value));
       line.querySelector(".fill").style.width = (row.value / max) * 100 + "%";
+      // Momentum (the server's timeline): the option's share now against the minute before.
+      var m = (momentum[qr.id] || {})[row.id] || 0;
+      var trend = m >= 0.01 ? " ▲" : m <= -0.01 ? " ▼" : "";
+      line.setAttribute("data-trend", trend ? (m > 0 ? "up" : "down") : "flat");
       line.querySelector(".count").textContent =
-        row.value.toLocaleString() + (qr.kind === "ranking" ? " pts" : " · " + Math.round((row.value / sum) * 100) + "%");
+        row.value.toLocaleString() + (qr.kind === "ranking" ? " pts" : " · " + Math.round((row.value / sum) * 100) + "%") + trend;
     });
     if (qr.mean != null) {
       var mean = body.querySelector(".mean") || body.appendChild(el("p", { class: "mean" }));
@@ -156,25 +165,48 @@
     body.appendChild(list);
   }
 
-  /* Votes per second over the last minute, from the totals the stream brings. */
+  /* Votes per second now, from the totals the stream brings. */
   function sample(total) {
     var now = Date.now();
     samples.push([now, total]);
     while (samples.length && now - samples[0][0] > 60000) samples.shift();
-    var points = [];
     var rate = 0;
     for (var i = 1; i < samples.length; i++) {
       var dt = (samples[i][0] - samples[i - 1][0]) / 1000;
       rate = dt > 0 ? (samples[i][1] - samples[i - 1][1]) / dt : rate;
-      points.push([samples[i][0], rate]);
     }
     $("#rate").textContent = Math.round(rate).toLocaleString();
-    var spark = $("#spark");
-    spark.textContent = "";
-    var top = points.reduce(function (m, p) { return Math.max(m, p[1]); }, 1);
-    var path = points.map(function (p) {
-      return (200 - (now - p[0]) / 300).toFixed(1) + "," + (48 - (p[1] / top) * 44).toFixed(1);
-    }).join(" ");
-    if (path) spark.appendChild(svg("polyline", { points: path, class: "spark-line" }));
+  }
+
+  /* The server's timeline (ballots per 10 s over the last 10 minutes, and each option's
+   * momentum), read at most every 3 seconds while votes arrive. */
+  function refreshTimeline() {
+    if (timelinePending) return;
+    var wait = Math.max(0, timelineAt + 3000 - Date.now());
+    timelinePending = setTimeout(function () { timelinePending = null; timeline(); }, wait);
+  }
+
+  function timeline() {
+    timelineAt = Date.now();
+    fetch("/v1/polls/" + encodeURIComponent(id) + "/timeline?window=10s&momentum=6").then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    }).then(function (t) {
+      momentum = t.momentum || {};
+      var spark = $("#spark");
+      spark.textContent = "";
+      var windows = t.windows || [];
+      var top = windows.reduce(function (m, w) { return Math.max(m, w.ballots); }, 1);
+      var width = 200 / Math.max(windows.length, 1);
+      windows.forEach(function (w, i) {
+        if (!w.ballots) return;
+        var height = (w.ballots / top) * 46;
+        spark.appendChild(svg("rect", {
+          x: (i * width).toFixed(2), y: (48 - height).toFixed(2), width: Math.max(width - 0.5, 0.5).toFixed(2),
+          height: height.toFixed(2), class: w.complete ? "spark-bar" : "spark-bar open"
+        }));
+      });
+      spark.setAttribute("data-ballots", String(t.totals ? t.totals.ballots : 0));
+    }).catch(function () { /* the bars wait for the next results */ });
   }
 })();
