@@ -71,6 +71,23 @@ public struct Timeline: Sendable {
         public var ballots: Int64 { self.counts[.ballots] ?? 0 }
     }
 
+    /// The seconds of a window width written as a whole number of seconds, minutes or hours
+    /// (`10s`, `1m`, `1h`), from 1 second to 1 day; nil for anything else.
+    public static func seconds(ofWidth text: some StringProtocol) -> Int64? {
+        guard let unit = text.last, let number = Int64(text.dropLast()), number > 0, text.first != "+" else {
+            return nil
+        }
+        let scale: Int64
+        switch unit {
+        case "s": scale = 1
+        case "m": scale = 60
+        case "h": scale = 3600
+        default: return nil
+        }
+        guard number <= 86_400 / scale else { return nil }
+        return number * scale
+    }
+
     /// The width in seconds.
     public var width: Int64
     public var from: Int64

@@ -120,8 +120,9 @@ public enum PollwireApplication {
         polls.addPublicRoutes(to: api)
         LiveController(book: book, finder: finder).addRoutes(to: api)
         ProofController(store: pollStore, book: book, finder: finder, limits: limits).addRoutes(to: api)
-        TimelineController(store: pollStore, finder: finder, signer: signer, limits: limits, now: now).addRoutes(
-            to: api)
+        TimelineController(
+            store: pollStore, finder: finder, signer: signer, limits: limits, widths: settings.timelineWindows, now: now
+        ).addRoutes(to: api)
         let management = router.group("v1").add(middleware: APIKeyMiddleware(authenticator: authenticator))
         polls.addManagementRoutes(to: management)
         votes.addManagementRoutes(to: management)

@@ -45,6 +45,9 @@ public struct PollwireSettings: Sendable {
     public var http2 = true
     /// Directory of the web face (widget, presenter page, dashboard); nil serves none.
     public var webDirectory: String?
+    /// The window widths timelines come in (`analytics.windows`, `Timeline.seconds(ofWidth:)`);
+    /// the default window is `10s` when listed, else the first.
+    public var timelineWindows = ["1s", "10s", "1m", "5m", "1h"]
 
     public init() {}
 }

@@ -14,11 +14,23 @@ struct TimelineController {
     let signer: Signer
     let limits: EdgeLimits
     let now: @Sendable () -> Date
+    /// The widths a timeline comes in (`window=`, `analytics.windows`), in seconds.
+    let widths: [(label: String, seconds: Int64)]
+    /// The width when `window` is not given: `10s` when listed, else the first.
+    let defaultWidth: String
 
-    /// The widths a timeline comes in (`window=`), in seconds.
-    static let widths: [(label: String, seconds: Int64)] = [
-        ("1s", 1), ("10s", 10), ("1m", 60), ("5m", 300), ("1h", 3600),
-    ]
+    init(
+        store: any PollStore, finder: PollFinder, signer: Signer, limits: EdgeLimits, widths: [String],
+        now: @escaping @Sendable () -> Date
+    ) {
+        self.store = store
+        self.finder = finder
+        self.signer = signer
+        self.limits = limits
+        self.now = now
+        self.widths = widths.compactMap { label in Timeline.seconds(ofWidth: label).map { (label, $0) } }
+        self.defaultWidth = widths.contains("10s") ? "10s" : widths.first ?? "10s"
+    }
     /// Most windows one answer holds: a longer range needs a wider window.
     static let maxWindows: Int64 = 3600
     /// Windows an answer covers when `from` is not given.
@@ -31,10 +43,10 @@ struct TimelineController {
     @Sendable func timeline(_ request: Request, context: PollwireRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         let query = request.uri.queryParameters
-        let label = query.get("window").map { String($0) } ?? "10s"
-        guard let width = Self.widths.first(where: { $0.label == label })?.seconds else {
+        let label = query.get("window").map { String($0) } ?? self.defaultWidth
+        guard let width = self.widths.first(where: { $0.label == label })?.seconds else {
             throw APIError.invalid(
-                ValidationError(field: "window", "must be one of \(Self.widths.map(\.label).joined(separator: ", "))"))
+                ValidationError(field: "window", "must be one of \(self.widths.map(\.label).joined(separator: ", "))"))
         }
         let momentum = try Self.momentum(query.get("momentum").map { String($0) })
         let now = self.now()

@@ -1,4 +1,5 @@
 import Foundation
+import PollwireEngine
 
 /// Every configuration key `pollwire` reads, with the values it accepts (docs/configuration.md
 /// lists the same keys with their meaning).
@@ -20,6 +21,8 @@ enum ConfigCatalog {
         case string
         /// Comma-separated on the command line and in the environment, an array in the file.
         case strings
+        /// Window widths (`Timeline.seconds(ofWidth:)`), listed as `strings` are.
+        case widths
     }
 
     struct Key {
@@ -49,6 +52,7 @@ enum ConfigCatalog {
         Key(name: "ingest.retryAfter", kind: .int(1...3600)),
         Key(name: "ingest.maxBatch", kind: .int(1...100_000)),
         Key(name: "ingest.ballotChain", kind: .bool),
+        Key(name: "analytics.windows", kind: .widths),
         Key(name: "ingest.maxDelayMs", kind: .double(0...1000)),
         Key(name: "ingest.queueCapacity", kind: .int(1...10_000_000)),
         Key(name: "ingest.commitDeadlineSeconds", kind: .double(0.001...3600)),
@@ -190,6 +194,14 @@ enum ConfigCatalog {
     private static func check(_ key: Key, text values: [String], source: String) throws(ConfigurationError) {
         if case .bool = key.kind, values.isEmpty { return }
         if case .strings = key.kind { return }
+        if case .widths = key.kind {
+            let widths = values.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }
+            guard !widths.isEmpty, widths.allSatisfy({ Timeline.seconds(ofWidth: $0) != nil }) else {
+                throw ConfigurationError(
+                    "\(source) is \"\(values.joined(separator: ","))\": it must be \(key.kind.accepted)")
+            }
+            return
+        }
         guard values.count == 1, let value = values.first else {
             throw ConfigurationError("\(source) takes one value: \(key.kind.accepted)")
         }
@@ -206,6 +218,13 @@ enum ConfigCatalog {
         case (.double(let range), .number(let number)): ok = range.contains(number)
         case (.bool, .bool): ok = true
         case (.choice, .string(let text)), (.string, .string(let text)): ok = key.kind.accepts(text: text)
+        case (.widths, .array(let items)):
+            ok =
+                !items.isEmpty
+                && items.allSatisfy {
+                    if case .string(let text) = $0 { return Timeline.seconds(ofWidth: text) != nil }
+                    return false
+                }
         case (.strings, .array(let items)):
             ok = items.allSatisfy {
                 if case .string = $0 { return true }
@@ -316,6 +335,7 @@ extension ConfigCatalog.Kind {
         case .choice(let words): words.contains { $0.lowercased() == value.lowercased() }
         case .string: !value.isEmpty
         case .strings: true
+        case .widths: value.split(separator: ",").allSatisfy { Timeline.seconds(ofWidth: $0) != nil }
         }
     }
 
@@ -328,6 +348,7 @@ extension ConfigCatalog.Kind {
         case .choice(let words): "one of \(words.joined(separator: ", "))"
         case .string: "a non-empty string"
         case .strings: "a list of strings"
+        case .widths: "a list of window widths: whole seconds, minutes or hours such as 1s, 10s, 1m, 1h (up to 1 day)"
         }
     }
 

@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
 import Testing
 
 /// The built `pollwire` refuses configuration it does not understand, from every source, before
@@ -35,6 +37,12 @@ import Testing
         Case(arguments: ["serve"], file: #"{"http": {"port": 90.5}}"#, says: ["\"http.port\""]),
         Case(arguments: ["serve"], file: #"[1, 2]"#, says: ["JSON object"]),
         Case(arguments: ["serve", "--tls-certificate", "/tmp/cert.pem"], says: ["tls.certificate and tls.key"]),
+        Case(arguments: ["serve", "--analytics-windows", "10s,7x"], says: ["--analytics-windows", "window widths"]),
+        Case(arguments: ["serve", "--analytics-windows", "2d"], says: ["--analytics-windows", "up to 1 day"]),
+        Case(
+            arguments: ["serve"], environment: ["POLLWIRE_ANALYTICS_WINDOWS": "0s"],
+            says: ["POLLWIRE_ANALYTICS_WINDOWS"]),
+        Case(arguments: ["serve"], file: #"{"analytics": {"windows": ["1m", 5]}}"#, says: ["\"analytics.windows\""]),
         Case(arguments: ["migrate", "--htp-port", "9000"], says: ["unknown option --htp-port"]),
         Case(arguments: ["keys", "create", "--sqlite-synchronus", "FULL"], says: ["--sqlite-synchronus"]),
     ]
@@ -72,10 +80,32 @@ import Testing
         .write(to: file)
         let server = try await ServerProcess.start(
             dataDir: directory.appendingPathComponent("data"),
-            arguments: ["--config-file", file.path, "--ingest-max-batch", "512", "--compression-web-socket-deflate"],
+            arguments: [
+                "--config-file", file.path, "--ingest-max-batch", "512", "--compression-web-socket-deflate",
+                "--analytics-windows", "2s,15m",
+            ],
             environment: ["POLLWIRE_RESULTS_SHARED_MAX_AGE": "9", "POLLWIRE_LIVE_HEARTBEAT_SECONDS": "2.5"])
         defer { server.terminate() }
         #expect(server.port > 0)
+        // The timeline comes in the widths configured, the first of them by default.
+        let client = server.client()
+        let key = try ServerProcess.runTool([
+            "keys", "create", "--data-dir", directory.appendingPathComponent("data").path,
+        ])
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+        let created = try await client.json(
+            .post, "/v1/polls",
+            #"{"title": "?", "questions": [{"id": "q1", "kind": "single", "prompt": "?", "options": [{"id": "a", "label": "A"}, {"id": "b", "label": "B"}]}]}"#,
+            headers: [.authorization: "Bearer \(key)"])
+        #expect(created.status == .created, "\(created.text)")
+        let poll = try #require(try created.object()["id"] as? String)
+        let byDefault = try await client.json(.get, "/v1/polls/\(poll)/timeline")
+        #expect(try byDefault.object()["window"] as? String == "2s")
+        #expect(try await client.json(.get, "/v1/polls/\(poll)/timeline?window=15m").status == .ok)
+        let refused = try await client.json(.get, "/v1/polls/\(poll)/timeline?window=10s")
+        #expect(refused.status == .unprocessableContent)
+        #expect(refused.text.contains("2s, 15m"), "\(refused.text)")
+        try await client.shutdown()
     }
 }
 

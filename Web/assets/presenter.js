@@ -178,8 +178,9 @@
     $("#rate").textContent = Math.round(rate).toLocaleString();
   }
 
-  /* The server's timeline (ballots per 10 s over the last 10 minutes, and each option's
-   * momentum), read at most every 3 seconds while votes arrive. */
+  /* The server's timeline in its default window (10 s unless the server lists other widths:
+   * analytics.windows), 60 windows, and each option's momentum, read at most every 3 seconds
+   * while votes arrive. */
   function refreshTimeline() {
     if (timelinePending) return;
     var wait = Math.max(0, timelineAt + 3000 - Date.now());
@@ -188,7 +189,7 @@
 
   function timeline() {
     timelineAt = Date.now();
-    fetch("/v1/polls/" + encodeURIComponent(id) + "/timeline?window=10s&momentum=6").then(function (r) {
+    fetch("/v1/polls/" + encodeURIComponent(id) + "/timeline?momentum=6").then(function (r) {
       if (!r.ok) throw new Error("HTTP " + r.status);
       return r.json();
     }).then(function (t) {
