@@ -53,11 +53,9 @@ struct TimelineController {
         let nowSecond = Int64(now.timeIntervalSince1970.rounded(.down))
         // `to` defaults to the end of the window now is in; `from` to `defaultWindows` before it.
         let to =
-            try AuditController.date(query.get("to").map { String($0) }, field: "to").map(Self.second)
-            ?? Timeline.align(nowSecond, width) + width
+            try Self.second(query.get("to").map { String($0) }, field: "to") ?? Timeline.align(nowSecond, width) + width
         let from =
-            try AuditController.date(query.get("from").map { String($0) }, field: "from").map(Self.second)
-            ?? to - Self.defaultWindows * width
+            try Self.second(query.get("from").map { String($0) }, field: "from") ?? to - Self.defaultWindows * width
         guard from < to else { throw APIError.invalid(ValidationError(field: "from", "must be before to")) }
         guard (to - from) / width <= Self.maxWindows else {
             throw APIError.invalid(
@@ -82,7 +80,19 @@ struct TimelineController {
         return Response.json(.ok, body, headers: [.cacheControl: cache])
     }
 
-    static func second(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
+    /// Times a timeline can ask for: 1970 up to the year 3000 (so that the seconds and the
+    /// windows after them stay far inside `Int64`).
+    static let seconds: ClosedRange<Double> = 0...32_503_680_000
+
+    /// A `from` or `to` parameter as whole seconds since 1970 (nil when absent).
+    static func second(_ text: String?, field: String) throws -> Int64? {
+        guard let date = try AuditController.date(text, field: field) else { return nil }
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        guard Self.seconds.contains(seconds) else {
+            throw APIError.invalid(ValidationError(field: field, "must be a time from 1970 to the year 3000"))
+        }
+        return Int64(seconds)
+    }
 
     static func momentum(_ text: String?) throws -> Int {
         guard let text else { return 3 }

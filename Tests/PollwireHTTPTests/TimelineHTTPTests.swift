@@ -60,6 +60,7 @@ import Testing
             let cases: [(String, String)] = [
                 ("window=7s", "window"), ("momentum=0", "momentum"), ("momentum=x", "momentum"),
                 ("from=yesterday", "from"), ("from=2000&to=1000", "from"), ("window=1s&from=0", "window"),
+                ("from=1e300", "from"), ("to=-1e300", "to"), ("to=9e18", "to"), ("from=-1", "from"),
             ]
             for (query, field) in cases {
                 let response = try await server.request(.get, "/v1/polls/\(poll)/timeline?\(query)")
