@@ -67,7 +67,7 @@ public struct ChainVerifier {
     private var chains: [Int32: ChainLink] = [:]
     private var latest: [String: String] = [:]
     private var recount: [TallyKey: Int64] = [:]
-    private var windows: [Int64: [TallyKey: Int64]] = [:]
+    private var windows = CastWindows.Recount()
     public private(set) var ballots = 0
 
     public init(poll: String, heads: [Int32: ChainLink]) {
@@ -81,10 +81,7 @@ public struct ChainVerifier {
             return  // stored after the counters and heads were read: not part of what is checked
         }
         self.ballots += 1
-        let second = CastWindows.second(ofMicros: ballot.castAtMicros)
-        for key in StoredKeys.decode(ballot.keys) where CastWindows.counts(key) {
-            self.windows[second, default: [:]][key, default: 0] += 1
-        }
+        self.windows.add(micros: ballot.castAtMicros, keys: ballot.keys)
         if let voter = ballot.voter {
             self.latest[voter] = ballot.keys
         } else {
@@ -152,7 +149,7 @@ public struct ChainVerifier {
     /// Checks the stored window counts (`WindowCount`) of the seconds before `cutoff` against a
     /// recount of the ballots cast in them.
     public func finish(windows stored: [WindowCount], before cutoff: Int64) throws(ChainProblem) {
-        let recounted = CastWindows.sorted(self.windows.filter { $0.key < cutoff })
+        let recounted = self.windows.rows(before: cutoff)
         let stored = stored.filter { $0.second < cutoff && $0.count != 0 }
         guard recounted != stored else { return }
         // The first second where the two differ, and what each says of it.

@@ -34,25 +34,35 @@ public enum CastWindows {
         micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
     }
 
-    /// The rows stored ballots make, recounted from the ballots themselves (`pollwire verify`,
-    /// tests): each ballot adds one to each of its keys (`StoredKeys`) that windows count, in its
-    /// second.
-    public static func recount(_ ballots: some Sequence<ChainedBallot>) -> [WindowCount] {
-        var counts: [Int64: [TallyKey: Int64]] = [:]
-        for ballot in ballots {
-            let second = Self.second(ofMicros: ballot.castAtMicros)
-            for key in StoredKeys.decode(ballot.keys) where Self.counts(key) {
-                counts[second, default: [:]][key, default: 0] += 1
+    /// The rows stored ballots make, recounted from the ballots themselves: each ballot adds one
+    /// to each of its keys (`StoredKeys`) that windows count, in its second. What the migrations,
+    /// `pollwire verify` and the tests recount with.
+    public struct Recount: Sendable {
+        private var counts: [Int64: [TallyKey: Int64]] = [:]
+
+        public init() {}
+
+        /// Counts a ballot stored at `micros` that added `keys` (`StoredKeys`).
+        public mutating func add(micros: Int64, keys: String) {
+            let second = CastWindows.second(ofMicros: micros)
+            for key in StoredKeys.decode(keys) where CastWindows.counts(key) {
+                self.counts[second, default: [:]][key, default: 0] += 1
             }
         }
-        return Self.sorted(counts)
+
+        /// The rows of the seconds before `cutoff`, in order (second, then key), zeros left out.
+        public func rows(before cutoff: Int64 = .max) -> [WindowCount] {
+            self.counts.filter { $0.key < cutoff }.flatMap { second, keys in
+                keys.compactMap { $0.value == 0 ? nil : WindowCount(second: second, key: $0.key, count: $0.value) }
+            }.sorted { ($0.second, $0.key) < ($1.second, $1.key) }
+        }
     }
 
-    /// Rows in order (second, then key), zero counts left out.
-    public static func sorted(_ counts: [Int64: [TallyKey: Int64]]) -> [WindowCount] {
-        counts.flatMap { second, keys in
-            keys.compactMap { $0.value == 0 ? nil : WindowCount(second: second, key: $0.key, count: $0.value) }
-        }.sorted { ($0.second, $0.key) < ($1.second, $1.key) }
+    /// `Recount` of `ballots`.
+    public static func recount(_ ballots: some Sequence<ChainedBallot>) -> [WindowCount] {
+        var recount = Recount()
+        for ballot in ballots { recount.add(micros: ballot.castAtMicros, keys: ballot.keys) }
+        return recount.rows()
     }
 }
 

@@ -46,8 +46,7 @@ struct EdgeLimits: Sendable {
     }
 
     func deviceTokenFromAddress(_ address: String) throws(APIError) {
-        guard !self.settings.allowList.contains(address) else { return }
-        try self.check("device-tokens", key: "dt-ip:" + address, rule: self.settings.deviceTokensPerIP)
+        try self.fromAddress(address, "device-tokens", prefix: "dt-ip:", rule: self.settings.deviceTokensPerIP)
     }
 
     func management(keyHash: String) throws(APIError) {
@@ -56,14 +55,20 @@ struct EdgeLimits: Sendable {
 
     /// Counts a timeline asked from `address`.
     func timelineFromAddress(_ address: String) throws(APIError) {
-        guard !self.settings.allowList.contains(address) else { return }
-        try self.check("timelines", key: "timeline-ip:" + address, rule: self.settings.timelinesPerIP)
+        try self.fromAddress(address, "timelines", prefix: "timeline-ip:", rule: self.settings.timelinesPerIP)
     }
 
     /// Counts a ballot proof asked from `address`.
     func proofFromAddress(_ address: String) throws(APIError) {
+        try self.fromAddress(address, "proofs", prefix: "proof-ip:", rule: self.settings.proofsPerIP)
+    }
+
+    /// Counts one request of `name` from `address` (addresses on the allow list are not counted).
+    private func fromAddress(
+        _ address: String, _ name: String, prefix: String, rule: RateLimiter.Rule
+    ) throws(APIError) {
         guard !self.settings.allowList.contains(address) else { return }
-        try self.check("proofs", key: "proof-ip:" + address, rule: self.settings.proofsPerIP)
+        try self.check(name, key: prefix + address, rule: rule)
     }
 
     /// 429 when `address` has spent its invalid-key attempts (checked before a key lookup).

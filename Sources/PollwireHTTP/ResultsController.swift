@@ -137,11 +137,7 @@ struct ResultsController {
     func snapshot(of id: String, origin: String?, receipt: String?) throws(APIError) -> (Snapshot, Poll, Bool)? {
         guard let poll = self.book.poll(id) else { return nil }
         try OriginPolicy.check(origin, poll: poll)
-        var hasVoted = false
-        if poll.settings.visibility == .afterVote {
-            hasVoted = self.signer.isValidReceipt(receipt, pollID: id)
-        }
-        let full = poll.showsResults(at: self.now(), hasVoted: hasVoted)
+        let full = self.signer.showsResults(of: poll, receipt: receipt, at: self.now())
         guard let snapshot = self.book.snapshot(of: id, hidden: !full) else { return nil }
         return (snapshot, poll, poll.settings.visibility == .afterVote && full)
     }

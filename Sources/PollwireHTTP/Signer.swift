@@ -58,6 +58,13 @@ public struct Signer: Sendable {
         guard let receipt else { return false }
         return self.verify(receipt, of: "receipt:\(pollID)")
     }
+
+    /// Whether a reader showing `receipt` may see `poll`'s results at `now` (its visibility; the
+    /// receipt matters only to an `after_vote` poll): results and timelines ask the same.
+    func showsResults(of poll: Poll, receipt: String?, at now: Date) -> Bool {
+        let hasVoted = poll.settings.visibility == .afterVote && self.isValidReceipt(receipt, pollID: poll.id)
+        return poll.showsResults(at: now, hasVoted: hasVoted)
+    }
 }
 
 /// API keys: `pw_` and 32 random base-62 characters, stored as their SHA-256 hex digest.

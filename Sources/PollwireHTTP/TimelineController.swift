@@ -65,12 +65,8 @@ struct TimelineController {
         try self.limits.timelineFromAddress(self.limits.clientAddress(request, channel: context.channel))
         guard let poll = await self.finder.poll(id) else { throw APIError.notFound("poll") }
         try OriginPolicy.check(request.headers[.origin], poll: poll)
-        var hasVoted = false
-        if poll.settings.visibility == .afterVote {
-            let receipt = request.headers[.pollwireReceipt] ?? query.get("receipt").map { String($0) }
-            hasVoted = self.signer.isValidReceipt(receipt, pollID: id)
-        }
-        let hidden = !poll.showsResults(at: now, hasVoted: hasVoted)
+        let receipt = request.headers[.pollwireReceipt] ?? query.get("receipt").map { String($0) }
+        let hidden = !self.signer.showsResults(of: poll, receipt: receipt, at: now)
         let rows = try await self.store.windowCounts(
             pollID: id, from: Timeline.align(from, width), to: Timeline.align(to + width - 1, width))
         let timeline = Timeline(rows: rows, width: width, from: from, to: to + width - 1, now: now)

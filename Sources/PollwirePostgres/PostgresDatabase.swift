@@ -377,21 +377,18 @@ public struct PostgresDatabase: Sendable {
 
     /// v5: the window counts of ballots stored before, as node 0's (as `chainStoredBallots`).
     static func countStoredWindows(on connection: PostgresConnection, logger: Logger) async throws {
-        var ballots: [String: [ChainedBallot]] = [:]
+        var counts: [String: CastWindows.Recount] = [:]
         for try await (poll, micros, keys) in try await connection.query(
             "SELECT poll_id, (extract(epoch FROM created_at) * 1000000)::int8, keys FROM ballots ORDER BY seq",
             logger: logger
         ).decode((String, Int64, String).self) {
-            ballots[poll, default: []].append(
-                ChainedBallot(
-                    sequence: 0, voter: nil, revision: 0, castAtMicros: micros, answers: "", keys: keys, chain: nil,
-                    position: nil, shard: nil))
+            counts[poll, default: .init()].add(micros: micros, keys: keys)
         }
         var rows: (poll: [String], second: [Int64], question: [String], key: [String], count: [Int64]) = (
             [], [], [], [], []
         )
-        for (poll, stored) in ballots {
-            for row in CastWindows.recount(stored) {
+        for (poll, recount) in counts {
+            for row in recount.rows() {
                 rows.poll.append(poll)
                 rows.second.append(row.second)
                 rows.question.append(row.key.question)

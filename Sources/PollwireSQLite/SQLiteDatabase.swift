@@ -177,18 +177,15 @@ public struct SQLiteDatabase: Sendable {
                         PRIMARY KEY (poll_id, second, question, key)
                     ) WITHOUT ROWID
                     """)
-            var counts: [String: [ChainedBallot]] = [:]
+            var counts: [String: CastWindows.Recount] = [:]
             let rows = try Row.fetchCursor(db, sql: "SELECT poll_id, created_at, keys FROM ballots ORDER BY seq")
             while let row = try rows.next() {
-                counts[row[0], default: []].append(
-                    ChainedBallot(
-                        sequence: 0, voter: nil, revision: 0, castAtMicros: SQLiteVoteStore.micros(row[1]),
-                        answers: "", keys: row[2], chain: nil, position: nil, shard: nil))
+                counts[row[0], default: .init()].add(micros: SQLiteVoteStore.micros(row[1]), keys: row[2])
             }
             let insert = try db.makeStatement(
                 sql: "INSERT INTO ballot_windows (poll_id, second, question, key, count) VALUES (?, ?, ?, ?, ?)")
-            for (poll, ballots) in counts {
-                for row in CastWindows.recount(ballots) {
+            for (poll, recount) in counts {
+                for row in recount.rows() {
                     try insert.execute(arguments: [poll, row.second, row.key.question, row.key.key, row.count])
                 }
             }
