@@ -1,3 +1,5 @@
+public import Foundation
+
 /// The body of `POST /v1/polls/{id}/votes`.
 public struct VoteBody: Decodable, Sendable, Equatable {
     /// External voter id, for polls that dedupe by voter.
@@ -24,16 +26,20 @@ public struct BatchBody: Decodable, Sendable, Equatable {
         public var device: String?
         public var idempotencyKey: String?
         public var answers: [String: Answer]
+        /// When the ballot was cast, if the sender (an edge or an import) knows better than the
+        /// time it arrives: its event time (`VoteCommand.CastAt`).
+        public var castAt: Date?
 
         public init(
             poll: String, voter: String? = nil, device: String? = nil, idempotencyKey: String? = nil,
-            answers: [String: Answer]
+            answers: [String: Answer], castAt: Date? = nil
         ) {
             self.poll = poll
             self.voter = voter
             self.device = device
             self.idempotencyKey = idempotencyKey
             self.answers = answers
+            self.castAt = castAt
         }
     }
 
@@ -176,6 +182,12 @@ public enum BallotJSON {
             return self.string().map { .some($0) }
         }
 
+        /// `null` or a date as `PollwireJSON` reads one (the same parse, so the same value).
+        mutating func optionalDate() -> Date?? {
+            if self.takeNull() { return .some(nil) }
+            return self.string().flatMap(PollwireJSON.date).map { .some($0) }
+        }
+
         /// An integer: `-`, then `0` or digits not starting with `0`, within `Int`.
         public mutating func integer() -> Int? {
             self.skipSpace()
@@ -308,9 +320,11 @@ public enum BallotJSON {
             var device: String??
             var idempotencyKey: String??
             var answers: [String: Answer]?
+            var castAt: Date??
             let read = Self.object(&self) { key, reader in
                 switch key {
                 case "poll": Self.once(&poll, reader.string())
+                case "castAt": Self.once(&castAt, reader.optionalDate())
                 case "voter": Self.once(&voter, reader.optionalString())
                 case "device": Self.once(&device, reader.optionalString())
                 case "idempotencyKey": Self.once(&idempotencyKey, reader.optionalString())
@@ -321,7 +335,7 @@ public enum BallotJSON {
             guard read, let poll, let answers else { return nil }
             return BatchBody.Ballot(
                 poll: poll, voter: voter ?? nil, device: device ?? nil, idempotencyKey: idempotencyKey ?? nil,
-                answers: answers)
+                answers: answers, castAt: castAt ?? nil)
         }
     }
 }

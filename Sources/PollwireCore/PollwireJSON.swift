@@ -17,13 +17,17 @@ public enum PollwireJSON {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            if let date = try? Date(text, strategy: Self.dateStyle) { return date }
-            if let date = try? Date(text, strategy: .iso8601) { return date }
+            if let date = Self.date(try container.decode(String.self)) { return date }
             throw DecodingError.dataCorruptedError(
                 in: container, debugDescription: "expected an ISO 8601 date such as 2026-01-31T12:00:00Z")
         }
         return decoder
+    }
+
+    /// A date of the wire format: ISO 8601 with or without fractional seconds.
+    public static func date(_ text: String) -> Date? {
+        if let date = try? Date(text, strategy: Self.dateStyle) { return date }
+        return try? Date(text, strategy: .iso8601)
     }
 
     static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)

@@ -121,9 +121,12 @@ public struct ChainLink: Sendable, Equatable {
 /// deleting, inserting or reordering a stored ballot breaks the chain from that ballot on.
 public enum BallotChain {
     /// The digest of a ballot's canonical bytes: each field as a 4-byte big-endian length and
-    /// its UTF-8 (a missing voter as length 0xFFFFFFFF), numbers as 8 bytes big-endian.
+    /// its UTF-8 (a missing voter as length 0xFFFFFFFF), numbers as 8 bytes big-endian. A ballot
+    /// sent with its own event time (`VoteCommand.CastAt`) ends with that time (8 bytes) and
+    /// its late flag (1 byte); one without has the bytes it always had.
     public static func digest(
-        poll: String, voter: String?, revision: Int64, castAtMicros: Int64, answers: String, keys: String
+        poll: String, voter: String?, revision: Int64, storedAtMicros: Int64, answers: String, keys: String,
+        castAt: VoteCommand.CastAt? = nil
     ) -> ChainHash {
         var poll = poll
         var voter = voter
@@ -133,7 +136,7 @@ public enum BallotChain {
         // with one update: eight small updates cost more than the hashing.
         let size =
             4 + Self.prefix.utf8CodeUnitCount + 4 + poll.utf8.count + 4 + (voter?.utf8.count ?? 0) + 8 + 8 + 4
-            + answers.utf8.count + 4 + keys.utf8.count
+            + answers.utf8.count + 4 + keys.utf8.count + (castAt == nil ? 0 : 9)
         return withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buffer in
             var cursor = ByteCursor(buffer)
             Self.prefix.withUTF8Buffer { cursor.write(lengthPrefixed: $0) }
@@ -144,9 +147,13 @@ public enum BallotChain {
                 cursor.write(bigEndian: UInt32.max)
             }
             cursor.write(bigEndian: UInt64(bitPattern: revision))
-            cursor.write(bigEndian: UInt64(bitPattern: castAtMicros))
+            cursor.write(bigEndian: UInt64(bitPattern: storedAtMicros))
             answers.withUTF8 { cursor.write(lengthPrefixed: $0) }
             keys.withUTF8 { cursor.write(lengthPrefixed: $0) }
+            if let castAt {
+                cursor.write(bigEndian: UInt64(bitPattern: castAt.micros))
+                cursor.write(byte: castAt.late ? 1 : 0)
+            }
             var hasher = SHA256()
             hasher.update(bufferPointer: cursor.written)
             return ChainHash(hasher.finalize())

@@ -12,9 +12,12 @@ public struct BatchedPoll: Sendable {
     private var added: [TallyKey: Int64] = [:]
     private var removed: [TallyKey: Int64] = [:]
     public private(set) var texts: [TextAnswer] = []
-    /// What the batch's stored ballots add to their second's window counts (`WindowCount`):
-    /// their keys that windows count (`CastWindows.counts`). Nothing is taken back on a change.
-    public var cast: [TallyKey: Int64] { self.added.filter { CastWindows.counts($0.key) } }
+    /// Ballots that carry their own event time (`VoteCommand.CastAt`): what they add to windows
+    /// other than the commit's second, the keys of theirs to leave out of that second, and how
+    /// many came too late for any window.
+    private var elsewhere: [WindowSlot: Int64] = [:]
+    private var displaced: [TallyKey: Int64] = [:]
+    private var late: Int64 = 0
     /// Whether a ballot of the batch was stored (the poll's version moves).
     public private(set) var stored = false
     /// This shard's ballot chain of the poll (nil: the store does not chain ballots).
@@ -39,9 +42,18 @@ public struct BatchedPoll: Sendable {
         self.chain = ChainLink(length: receipt.position, head: receipt.hash)
     }
 
-    /// Counts a stored ballot: its counters, and its text answers for the latest-answers list.
-    public mutating func count(_ ballot: Ballot) {
+    /// Counts a stored ballot: its counters, its window (the commit's second, or its own
+    /// `castAt`), and its text answers for the latest-answers list.
+    public mutating func count(_ ballot: Ballot, castAt: VoteCommand.CastAt? = nil) {
         for key in ballot.keys { self.added[key, default: 0] += 1 }
+        if let castAt {
+            let second = CastWindows.second(ofMicros: castAt.micros)
+            for key in ballot.keys where CastWindows.counts(key) {
+                self.displaced[key, default: 0] += 1
+                if !castAt.late { self.elsewhere[WindowSlot(second: second, key: key), default: 0] += 1 }
+            }
+            if castAt.late { self.late += 1 }
+        }
         for (question, answer) in ballot.answers {
             if case .text(let text) = answer { self.texts.append(TextAnswer(question: question, text: text)) }
         }
@@ -51,6 +63,24 @@ public struct BatchedPoll: Sendable {
     /// Takes back what a replaced ballot added (its stored keys).
     public mutating func uncount(_ keys: [TallyKey]) {
         for key in keys { self.removed[key, default: 0] += 1 }
+    }
+
+    /// What the batch's stored ballots add to the window counts (`WindowCount`), the commit
+    /// being in `second`: each ballot's keys that windows count (`CastWindows.counts`) in its
+    /// second, a late one as `CastWindows.late` in the commit's. Nothing is taken back on a
+    /// change. One row per second and key.
+    public func windowCounts(second: Int64) -> [WindowCount] {
+        var rows: [WindowCount] = []
+        for (key, count) in self.added where CastWindows.counts(key) {
+            let here = count - (self.displaced[key] ?? 0)
+            if here != 0 { rows.append(WindowCount(second: second, key: key, count: here)) }
+        }
+        guard !self.displaced.isEmpty else { return rows }
+        var merged = Dictionary(
+            uniqueKeysWithValues: rows.map { (WindowSlot(second: $0.second, key: $0.key), $0.count) })
+        merged.merge(self.elsewhere, uniquingKeysWith: +)
+        if self.late > 0 { merged[WindowSlot(second: second, key: CastWindows.late), default: 0] += self.late }
+        return merged.map { WindowCount(second: $0.key.second, key: $0.key.key, count: $0.value) }
     }
 
     /// The change the batch made to this poll (its shard's next sequence), or nil when nothing was stored.
@@ -64,4 +94,10 @@ public struct BatchedPoll: Sendable {
             pollID: pollID, shard: self.shard, sequence: self.sequence + 1, deltas: deltas, texts: self.texts,
             chain: self.chain)
     }
+}
+
+/// One counter in one second.
+struct WindowSlot: Hashable {
+    var second: Int64
+    var key: TallyKey
 }

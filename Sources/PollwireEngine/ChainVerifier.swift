@@ -8,7 +8,9 @@ public struct ChainedBallot: Sendable, Equatable {
     public var voter: String?
     public var revision: Int64
     /// The time it was stored, in microseconds since 1970, as its digest covers it.
-    public var castAtMicros: Int64
+    public var storedAtMicros: Int64
+    /// The event time it was sent with, if any.
+    public var castAt: VoteCommand.CastAt?
     public var answers: String
     /// The counters it added (`StoredKeys`).
     public var keys: String
@@ -18,13 +20,14 @@ public struct ChainedBallot: Sendable, Equatable {
     public var shard: Int32?
 
     public init(
-        sequence: Int64, voter: String?, revision: Int64, castAtMicros: Int64, answers: String, keys: String,
-        chain: ChainHash?, position: Int64?, shard: Int32?
+        sequence: Int64, voter: String?, revision: Int64, storedAtMicros: Int64, answers: String, keys: String,
+        chain: ChainHash?, position: Int64?, shard: Int32?, castAt: VoteCommand.CastAt? = nil
     ) {
         self.sequence = sequence
         self.voter = voter
         self.revision = revision
-        self.castAtMicros = castAtMicros
+        self.storedAtMicros = storedAtMicros
+        self.castAt = castAt
         self.answers = answers
         self.keys = keys
         self.chain = chain
@@ -37,8 +40,8 @@ extension ChainedBallot {
     /// The digest of its canonical bytes (`BallotChain.digest`), as the ballot of `poll`.
     public func digest(poll: String) -> ChainHash {
         BallotChain.digest(
-            poll: poll, voter: self.voter, revision: self.revision, castAtMicros: self.castAtMicros,
-            answers: self.answers, keys: self.keys)
+            poll: poll, voter: self.voter, revision: self.revision, storedAtMicros: self.storedAtMicros,
+            answers: self.answers, keys: self.keys, castAt: self.castAt)
     }
 }
 
@@ -81,7 +84,7 @@ public struct ChainVerifier {
             return  // stored after the counters and heads were read: not part of what is checked
         }
         self.ballots += 1
-        self.windows.add(micros: ballot.castAtMicros, keys: ballot.keys)
+        self.windows.add(micros: ballot.storedAtMicros, castAt: ballot.castAt, keys: ballot.keys)
         if let voter = ballot.voter {
             self.latest[voter] = ballot.keys
         } else {
@@ -186,11 +189,14 @@ extension ChainVerifier {
 
     /// Verifies every poll of `store` (or only `pollID`), in id order: the chains and a recount
     /// against the heads and counters of one consistent read. Throws the first `ChainProblem`.
-    public static func verify(_ store: any PollStore, pollID: String? = nil) async throws -> [Verified] {
-        // Ballots committing while this runs land in the seconds from now on: the window counts
-        // of the seconds before (with one to spare for a commit stamped before this read) are
-        // complete, and are checked.
-        let cutoff = Int64(Date().timeIntervalSince1970.rounded(.down)) - 1
+    /// Ballots committing while this runs land in the seconds from now on, or, sent with a
+    /// `castAt`, up to `latenessSeconds` (`analytics.allowedLatenessSeconds`) before: the
+    /// window counts of the seconds before that (with one to spare for a commit stamped before
+    /// this read) are complete, and are checked.
+    public static func verify(
+        _ store: any PollStore, pollID: String? = nil, latenessSeconds: Int64 = 0
+    ) async throws -> [Verified] {
+        let cutoff = Int64(Date().timeIntervalSince1970.rounded(.down)) - 1 - latenessSeconds
         var polls = try await store.loadPolls(latestTextLimit: 0).sorted { $0.poll.id < $1.poll.id }
         if let pollID {
             polls = polls.filter { $0.poll.id == pollID }

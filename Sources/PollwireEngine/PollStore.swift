@@ -64,14 +64,20 @@ public struct StoredBallot: Sendable, Equatable {
     /// The poll version that first included this ballot.
     public var version: Int64
     public var createdAt: Date
+    /// The event time it was sent with, if any (`VoteCommand.CastAt`).
+    public var castAt: VoteCommand.CastAt?
 
-    public init(sequence: Int64, voter: String?, revision: Int, answers: String, version: Int64, createdAt: Date) {
+    public init(
+        sequence: Int64, voter: String?, revision: Int, answers: String, version: Int64, createdAt: Date,
+        castAt: VoteCommand.CastAt? = nil
+    ) {
         self.sequence = sequence
         self.voter = voter
         self.revision = revision
         self.answers = answers
         self.version = version
         self.createdAt = createdAt
+        self.castAt = castAt
     }
 }
 

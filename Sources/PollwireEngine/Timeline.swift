@@ -29,6 +29,10 @@ public enum CastWindows {
         key == .ballots || key.key != "#"
     }
 
+    /// The row that counts ballots which came later than the allowed lateness: in the second
+    /// they were stored in, and in no window (`Timeline`'s `late` total).
+    public static let late = TallyKey(question: "", key: "late")
+
     /// The second a ballot stored at `micros` (since 1970) is counted in.
     public static func second(ofMicros micros: Int64) -> Int64 {
         micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
@@ -42,9 +46,14 @@ public enum CastWindows {
 
         public init() {}
 
-        /// Counts a ballot stored at `micros` that added `keys` (`StoredKeys`).
-        public mutating func add(micros: Int64, keys: String) {
-            let second = CastWindows.second(ofMicros: micros)
+        /// Counts a ballot stored at `micros` that added `keys` (`StoredKeys`) and was cast at
+        /// `castAt` (nil: when it was stored), as the commit that stored it did.
+        public mutating func add(micros: Int64, castAt: VoteCommand.CastAt? = nil, keys: String) {
+            if let castAt, castAt.late {
+                self.counts[CastWindows.second(ofMicros: micros), default: [:]][CastWindows.late, default: 0] += 1
+                return
+            }
+            let second = CastWindows.second(ofMicros: castAt?.micros ?? micros)
             for key in StoredKeys.decode(keys) where CastWindows.counts(key) {
                 self.counts[second, default: [:]][key, default: 0] += 1
             }
@@ -61,7 +70,7 @@ public enum CastWindows {
     /// `Recount` of `ballots`.
     public static func recount(_ ballots: some Sequence<ChainedBallot>) -> [WindowCount] {
         var recount = Recount()
-        for ballot in ballots { recount.add(micros: ballot.castAtMicros, keys: ballot.keys) }
+        for ballot in ballots { recount.add(micros: ballot.storedAtMicros, castAt: ballot.castAt, keys: ballot.keys) }
         return recount.rows()
     }
 }
@@ -77,8 +86,13 @@ public struct Timeline: Sendable {
         public var counts: [TallyKey: Int64]
         /// Whether the window has ended by the time of the answer.
         public var complete: Bool
+        /// Whether the watermark (the time of the answer minus the allowed lateness) has passed
+        /// its end: no ballot can land in it any more.
+        public var final: Bool
 
         public var ballots: Int64 { self.counts[.ballots] ?? 0 }
+        /// Ballots stored in this window that came too late for their own (`CastWindows.late`).
+        public var late: Int64 { self.counts[CastWindows.late] ?? 0 }
     }
 
     /// The seconds of a window width written as a whole number of seconds, minutes or hours
@@ -104,20 +118,27 @@ public struct Timeline: Sendable {
     public var to: Int64
     public var windows: [Window]
     public var now: Date
+    /// Seconds since 1970 before which windows are final: now minus the allowed lateness.
+    public var watermark: Int64
 
     /// Windows of `width` seconds from `from` up to `to` (both aligned down to the width; `to`
-    /// excluded), every one present, empty or not.
-    public init(rows: [WindowCount], width: Int64, from: Int64, to: Int64, now: Date) {
+    /// excluded), every one present, empty or not. A batch ballot may land in a window up to
+    /// `latenessSeconds` after it ended (`VoteCommand.CastAt`).
+    public init(rows: [WindowCount], width: Int64, from: Int64, to: Int64, now: Date, latenessSeconds: Int64 = 0) {
         precondition(width > 0 && to >= from)
         self.width = width
         self.from = Self.align(from, width)
         self.to = Self.align(to, width)
         self.now = now
         let nowSecond = Int64(now.timeIntervalSince1970.rounded(.down))
+        self.watermark = nowSecond - latenessSeconds
         var windows: [Window] = []
         var start = self.from
         while start < self.to {
-            windows.append(Window(start: start, counts: [:], complete: start + width <= nowSecond))
+            windows.append(
+                Window(
+                    start: start, counts: [:], complete: start + width <= nowSecond,
+                    final: start + width <= self.watermark))
             start += width
         }
         for row in rows where row.second >= self.from && row.second < self.to {
@@ -183,16 +204,19 @@ public struct Timeline: Sendable {
         JSONText.appendQuoted(label, to: &text)
         text += ",\"seconds\":\(self.width),\"from\":\(Self.time(self.from)),\"to\":\(Self.time(self.to))"
         text += ",\"now\":\(Self.time(Int64(self.now.timeIntervalSince1970.rounded(.down))))"
+        text += ",\"watermark\":\(Self.time(self.watermark))"
         text += ",\"hidden\":\(hidden),\"windows\":["
         for (index, window) in self.windows.enumerated() {
             if index > 0 { text += "," }
             text +=
                 "{\"start\":\(Self.time(window.start)),\"ballots\":\(window.ballots),\"complete\":\(window.complete)"
+                + ",\"final\":\(window.final)"
+            if window.late > 0 { text += ",\"late\":\(window.late)" }
             if !hidden { text += ",\"counts\":" + Self.counts(window.counts) }
             text += "}"
         }
         let totals = self.totals
-        text += "],\"totals\":{\"ballots\":\(totals[.ballots] ?? 0)"
+        text += "],\"totals\":{\"ballots\":\(totals[.ballots] ?? 0),\"late\":\(totals[CastWindows.late] ?? 0)"
         if !hidden { text += ",\"counts\":" + Self.counts(totals) }
         text += "},\"votesPerSecond\":\(Self.number(self.votesPerSecond))"
         if !hidden {

@@ -1,3 +1,4 @@
+public import Foundation
 public import PollwireCore
 
 /// One validated ballot on its way to the store.
@@ -10,13 +11,38 @@ public struct VoteCommand: Sendable {
     public var ballot: Ballot
     /// Whether the poll lets a voter replace their ballot.
     public var allowChange: Bool
+    /// The time the sender says the ballot was cast (nil: when it was stored, the usual case).
+    public var castAt: CastAt?
+    /// The allowed lateness (microseconds) `castAt` is judged against again when the ballot
+    /// commits (`castAt(committedAt:)`); nil: as judged when it arrived.
+    public var latenessMicros: Int64?
 
-    public init(pollID: String, voter: String?, idempotencyKey: String?, ballot: Ballot, allowChange: Bool) {
+    public init(
+        pollID: String, voter: String?, idempotencyKey: String?, ballot: Ballot, allowChange: Bool,
+        castAt: CastAt? = nil
+    ) {
         self.pollID = pollID
         self.voter = voter
         self.idempotencyKey = idempotencyKey
         self.ballot = ballot
         self.allowChange = allowChange
+        self.castAt = castAt
+    }
+
+    /// A ballot's own event time, sent with it by a batch (an edge or an import), and whether it
+    /// came later than the allowed lateness (`analytics.allowedLatenessSeconds`, judged when the
+    /// ballot arrived). A ballot in time is counted in its window of `micros`; a late one in the
+    /// `late` total of the second it was stored in (`CastWindows.late`). Both are stored with
+    /// the ballot, so a recount puts every ballot where the commit did.
+    public struct CastAt: Sendable, Equatable {
+        /// Microseconds since 1970.
+        public var micros: Int64
+        public var late: Bool
+
+        public init(micros: Int64, late: Bool) {
+            self.micros = micros
+            self.late = late
+        }
     }
 }
 
@@ -102,5 +128,35 @@ public struct CommitResult: Sendable {
         self.outcomes = outcomes
         self.changes = changes
         self.receipts = receipts
+    }
+}
+
+extension VoteCommand {
+    /// `castAt` as the commit at `micros` stores it: late also when the allowed lateness ran out
+    /// between its arrival and the commit, so that a window is final (the watermark has passed
+    /// it, `Timeline.watermark`) before any commit that could still add to it.
+    public func castAt(committedAt micros: Int64) -> CastAt? {
+        guard var castAt = self.castAt else { return nil }
+        if let lateness = self.latenessMicros, castAt.micros < micros - lateness { castAt.late = true }
+        return castAt
+    }
+}
+
+extension VoteCommand.CastAt {
+    /// How far ahead of the server's clock a `castAt` may be and still count, as the time the
+    /// ballot arrived (the sender's clock running ahead); beyond this it is refused.
+    public static let maxClockSkewMicros: Int64 = 1_000_000
+
+    /// The event time of a ballot sent with `castAt` that arrived at `arrival`, judged against
+    /// `latenessSeconds` (`analytics.allowedLatenessSeconds`): late when older than that, the
+    /// arrival time when up to `maxClockSkewMicros` ahead, nil when further in the future.
+    public init?(castAt: Date, arrival: Date, latenessSeconds: Int64) {
+        let arrived = BallotChain.micros(arrival)
+        let seconds = castAt.timeIntervalSince1970
+        // Far outside any clock (before 1970 or after the year 3000) is refused as the future is.
+        guard (0...32_503_680_000).contains(seconds) else { return nil }
+        let micros = BallotChain.micros(castAt)
+        guard micros <= arrived + Self.maxClockSkewMicros else { return nil }
+        self.init(micros: min(micros, arrived), late: micros < arrived - latenessSeconds * 1_000_000)
     }
 }

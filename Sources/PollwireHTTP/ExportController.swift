@@ -61,12 +61,23 @@ struct ExportController {
         if let voter = ballot.voter { JSONText.appendQuoted(voter, to: &line) } else { line += "null" }
         line += ",\"revision\":\(ballot.revision),\"version\":\(ballot.version),\"createdAt\":"
         JSONText.appendQuoted(ballot.createdAt.formatted(.iso8601), to: &line)
+        if let castAt = ballot.castAt {
+            line += ",\"castAt\":"
+            JSONText.appendQuoted(Self.time(castAt), to: &line)
+            line += ",\"late\":\(castAt.late)"
+        }
         line += ",\"answers\":\(ballot.answers)}\n"
         return line
     }
 
+    /// A `castAt` as the wire format writes times (to the millisecond).
+    static func time(_ castAt: VoteCommand.CastAt) -> String {
+        Date(timeIntervalSince1970: Double(castAt.micros) / 1_000_000).formatted(
+            Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
     static func csvHeader(_ poll: Poll) -> String {
-        (["sequence", "voter", "revision", "version", "created_at"] + poll.questions.map(\.id))
+        (["sequence", "voter", "revision", "version", "created_at", "cast_at", "late"] + poll.questions.map(\.id))
             .map(csvField).joined(separator: ",") + "\r\n"
     }
 
@@ -74,7 +85,8 @@ struct ExportController {
         let answers = try decoder.decode([String: Answer].self, from: Data(ballot.answers.utf8))
         var fields = [
             String(ballot.sequence), ballot.voter ?? "", String(ballot.revision), String(ballot.version),
-            ballot.createdAt.formatted(.iso8601),
+            ballot.createdAt.formatted(.iso8601), ballot.castAt.map(Self.time) ?? "",
+            ballot.castAt.map { String($0.late) } ?? "",
         ]
         for question in poll.questions {
             switch answers[question.id] {

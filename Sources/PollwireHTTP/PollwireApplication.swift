@@ -121,7 +121,8 @@ public enum PollwireApplication {
         LiveController(book: book, finder: finder).addRoutes(to: api)
         ProofController(store: pollStore, book: book, finder: finder, limits: limits).addRoutes(to: api)
         TimelineController(
-            store: pollStore, finder: finder, signer: signer, limits: limits, widths: settings.timelineWindows, now: now
+            store: pollStore, finder: finder, signer: signer, limits: limits, widths: settings.timelineWindows,
+            latenessSeconds: settings.allowedLatenessSeconds, now: now
         ).addRoutes(to: api)
         let management = router.group("v1").add(middleware: APIKeyMiddleware(authenticator: authenticator))
         polls.addManagementRoutes(to: management)

@@ -48,6 +48,10 @@ public struct PollwireSettings: Sendable {
     /// The window widths timelines come in (`analytics.windows`, `Timeline.seconds(ofWidth:)`);
     /// the default window is `10s` when listed, else the first.
     public var timelineWindows = ["1s", "10s", "1m", "5m", "1h"]
+    /// How old a batch ballot's `castAt` may be when it arrives and still count in its window
+    /// (`analytics.allowedLatenessSeconds`); older ones count in the `late` total. Windows
+    /// that ended longer ago than this are final. Default 60.
+    public var allowedLatenessSeconds = 60
 
     public init() {}
 }

@@ -18,11 +18,14 @@ struct TimelineController {
     let widths: [(label: String, seconds: Int64)]
     /// The width when `window` is not given: `10s` when listed, else the first.
     let defaultWidth: String
+    /// `analytics.allowedLatenessSeconds`: how long after its end a window may still change.
+    let latenessSeconds: Int64
 
     init(
         store: any PollStore, finder: PollFinder, signer: Signer, limits: EdgeLimits, widths: [String],
-        now: @escaping @Sendable () -> Date
+        latenessSeconds: Int, now: @escaping @Sendable () -> Date
     ) {
+        self.latenessSeconds = Int64(latenessSeconds)
         self.store = store
         self.finder = finder
         self.signer = signer
@@ -69,7 +72,9 @@ struct TimelineController {
         let hidden = !self.signer.showsResults(of: poll, receipt: receipt, at: now)
         let rows = try await self.store.windowCounts(
             pollID: id, from: Timeline.align(from, width), to: Timeline.align(to + width - 1, width))
-        let timeline = Timeline(rows: rows, width: width, from: from, to: to + width - 1, now: now)
+        let timeline = Timeline(
+            rows: rows, width: width, from: from, to: to + width - 1, now: now,
+            latenessSeconds: self.latenessSeconds)
         let body = timeline.json(pollID: id, label: label, momentum: momentum, hidden: hidden)
         let cache =
             hidden ? "no-store" : poll.settings.visibility == .afterVote ? "private, no-cache" : "public, max-age=1"

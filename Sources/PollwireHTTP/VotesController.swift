@@ -90,9 +90,13 @@ struct VotesController {
                     // Another owner's poll is one that does not exist: 404 for that ballot.
                     last = (ballot.poll, await self.finder.poll(ballot.poll).flatMap { principal.owns($0) ? $0 : nil })
                 }
-                let checked = try self.intake.command(
+                var checked = try self.intake.command(
                     pollID: ballot.poll, poll: last?.poll, voter: ballot.voter, device: ballot.device,
                     idempotencyKey: ballot.idempotencyKey, answers: ballot.answers, at: now)
+                if let castAt = ballot.castAt {
+                    checked.command.castAt = try self.castAt(castAt, arrival: now)
+                    checked.command.latenessMicros = Int64(self.settings.allowedLatenessSeconds) * 1_000_000
+                }
                 commands.append(checked.command)
                 positions.append((index, checked.receipt))
             } catch {
@@ -126,6 +130,22 @@ struct VotesController {
         }
         output.writeStaticString("]}")
         return Response.json(.ok, output, headers: [.cacheControl: "no-store"])
+    }
+
+    /// A batch ballot's own event time, judged when the batch arrived: older than
+    /// `analytics.allowedLatenessSeconds` it is stored and counted late; ahead of the server's
+    /// clock by more than a second (or before 1970) it is refused.
+    func castAt(_ castAt: Date, arrival: Date) throws(APIError) -> VoteCommand.CastAt {
+        guard
+            let judged = VoteCommand.CastAt(
+                castAt: castAt, arrival: arrival, latenessSeconds: Int64(self.settings.allowedLatenessSeconds))
+        else {
+            throw .invalid(
+                ValidationError(
+                    field: "castAt",
+                    "must be a time from 1970 up to when the batch arrives (at most 1 s ahead of the server's clock)"))
+        }
+        return judged
     }
 
     @Sendable func issueDeviceToken(_ request: Request, context: PollwireRequestContext) async throws -> Response {

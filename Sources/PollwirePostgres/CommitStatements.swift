@@ -61,7 +61,7 @@ enum CommitStatements {
     /// moved, notifications sent. Nullable columns travel as '' (PostgresNIO arrays have no NULL
     /// elements) and become NULL again with NULLIF.
     struct Write: PostgresPreparedStatement {
-        static let name = "pollwire_write_3"
+        static let name = "pollwire_write_4"
         static let sql = """
             WITH new_voters AS (
                 INSERT INTO voters (poll_id, voter, revision, answers, keys, version)
@@ -85,14 +85,15 @@ enum CommitStatements {
             ), new_ballots AS (
                 INSERT INTO ballots (
                     poll_id, voter, revision, idempotency_key, answers, keys, version, created_at, chain,
-                    chain_position, chain_shard)
+                    chain_position, chain_shard, cast_at, late)
                 SELECT p, NULLIF(v, ''), r::integer, NULLIF(i, ''), a, k, ver,
                     timestamptz 'epoch' + $25::int8 * interval '1 microsecond', decode(NULLIF(h, ''), 'hex'),
-                    NULLIF(pos, 0), CASE WHEN h = '' THEN NULL ELSE $30::integer END
+                    NULLIF(pos, 0), CASE WHEN h = '' THEN NULL ELSE $30::integer END,
+                    NULLIF(c, -9223372036854775808), l
                 FROM UNNEST(
                     $18::text[], $19::text[], $20::int8[], $21::text[], $22::text[], $23::text[], $24::int8[],
-                    $35::text[], $36::int8[])
-                    AS u(p, v, r, i, a, k, ver, h, pos)
+                    $35::text[], $36::int8[], $45::int8[], $46::bool[])
+                    AS u(p, v, r, i, a, k, ver, h, pos, c, l)
             ), counted AS (
                 INSERT INTO tally_shards (poll_id, node, question, key, count)
                 SELECT p, $30::integer, q, k, n FROM UNNEST($26::text[], $27::text[], $28::text[], $29::int8[])
@@ -100,8 +101,8 @@ enum CommitStatements {
                 ON CONFLICT (poll_id, node, question, key) DO UPDATE SET count = tally_shards.count + excluded.count
             ), windowed AS (
                 INSERT INTO ballot_windows (poll_id, node, second, question, key, count)
-                SELECT p, $30::integer, $25::int8 / 1000000, q, k, n
-                FROM UNNEST($41::text[], $42::text[], $43::text[], $44::int8[]) AS u(p, q, k, n)
+                SELECT p, $30::integer, s, q, k, n
+                FROM UNNEST($41::text[], $42::text[], $43::text[], $44::int8[], $47::int8[]) AS u(p, q, k, n, s)
                 ON CONFLICT (poll_id, node, second, question, key)
                     DO UPDATE SET count = ballot_windows.count + excluded.count
             ), sequences AS (
@@ -125,14 +126,14 @@ enum CommitStatements {
         /// Microseconds since 1970: the ballots' time, as their chain digests cover it.
         var micros: Int64
         var tally: (poll: [String], question: [String], key: [String], amount: [Int64])
-        /// What the batch adds to its second's window counts (`BatchedPoll.cast`).
-        var cast: (poll: [String], question: [String], key: [String], amount: [Int64])
+        /// What the batch adds to the window counts (`BatchedPoll.windowCounts`).
+        var cast: WindowColumns
         var node: Int32
         var changed: (polls: [String], sequences: [Int64], heads: [String], lengths: [Int64])
         var notices: [String]
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 44)
+            var bindings = PostgresBindings(capacity: 47)
             for voters in [self.insert, self.update] {
                 bindings.append(voters.poll)
                 bindings.append(voters.voter)
@@ -173,10 +174,24 @@ enum CommitStatements {
             bindings.append(self.cast.question)
             bindings.append(self.cast.key)
             bindings.append(self.cast.amount)
+            bindings.append(self.writes.ballotCastAt)
+            bindings.append(self.writes.ballotLate)
+            bindings.append(self.cast.second)
             return bindings
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+}
+
+extension CommitStatements {
+    /// Window count rows (`WindowCount`) of a commit, as columns.
+    struct WindowColumns {
+        var poll: [String] = []
+        var second: [Int64] = []
+        var question: [String] = []
+        var key: [String] = []
+        var amount: [Int64] = []
     }
 }
 

@@ -335,6 +335,12 @@ public struct PostgresDatabase: Sendable {
                 """
             ]
         ),
+        (
+            // A ballot's own event time (microseconds since 1970), when a batch sent one
+            // (`VoteCommand.CastAt`), and whether it came too late for its window.
+            "v6-cast-at",
+            ["ALTER TABLE ballots ADD COLUMN cast_at bigint, ADD COLUMN late boolean NOT NULL DEFAULT false"]
+        ),
     ]
 
     /// v4: ballots stored before chaining are chained now as shard 0 (no node writes shard 0
@@ -349,7 +355,7 @@ public struct PostgresDatabase: Sendable {
             """, logger: logger
         ).decode((Int64, String, String?, Int64, Int64, String, String).self) {
             let digest = BallotChain.digest(
-                poll: poll, voter: voter, revision: revision, castAtMicros: micros, answers: answers, keys: keys)
+                poll: poll, voter: voter, revision: revision, storedAtMicros: micros, answers: answers, keys: keys)
             let link = (links[poll] ?? .empty).appending(digest)
             links[poll] = link
             updates.seq.append(seq)

@@ -178,35 +178,37 @@ public struct PostgresPollStore: PollStore {
 
     public func ballots(pollID: String, after: Int64, limit: Int) async throws -> [StoredBallot] {
         var page: [StoredBallot] = []
-        for try await (seq, voter, revision, answers, version, createdAt) in try await self.client.query(
+        let rows = try await self.client.query(
             """
-            SELECT seq, voter, revision, answers, version, created_at FROM ballots
+            SELECT seq, voter, revision, answers, version, created_at, cast_at, late FROM ballots
             WHERE poll_id = \(pollID) AND seq > \(after) ORDER BY seq LIMIT \(limit)
             """
-        ).decode((Int64, String?, Int32, String, Int64, Date).self) {
+        ).decode((Int64, String?, Int32, String, Int64, Date, Int64?, Bool).self)
+        for try await (seq, voter, revision, answers, version, createdAt, castAt, late) in rows {
             page.append(
                 StoredBallot(
                     sequence: seq, voter: voter, revision: Int(revision), answers: answers, version: version,
-                    createdAt: createdAt))
+                    createdAt: createdAt, castAt: castAt.map { VoteCommand.CastAt(micros: $0, late: late) }))
         }
         return page
     }
 
     public func chainedBallots(pollID: String, after: Int64, limit: Int) async throws -> [ChainedBallot] {
         var page: [ChainedBallot] = []
-        for try await (seq, voter, revision, micros, answers, keys, chain, position, shard) in try await self.client
-            .query(
-                """
-                SELECT seq, voter, revision::int8, (extract(epoch FROM created_at) * 1000000)::int8, answers, keys,
-                    COALESCE(encode(chain, 'hex'), ''), chain_position, chain_shard FROM ballots
-                WHERE poll_id = \(pollID) AND seq > \(after) ORDER BY seq LIMIT \(limit)
-                """
-            ).decode((Int64, String?, Int64, Int64, String, String, String, Int64?, Int32?).self)
-        {
+        let rows = try await self.client.query(
+            """
+            SELECT seq, voter, revision::int8, (extract(epoch FROM created_at) * 1000000)::int8, answers, keys,
+                COALESCE(encode(chain, 'hex'), ''), chain_position, chain_shard, cast_at, late FROM ballots
+            WHERE poll_id = \(pollID) AND seq > \(after) ORDER BY seq LIMIT \(limit)
+            """
+        ).decode((Int64, String?, Int64, Int64, String, String, String, Int64?, Int32?, Int64?, Bool).self)
+        for try await (seq, voter, revision, micros, answers, keys, chain, position, shard, castAt, late) in rows {
             page.append(
                 ChainedBallot(
-                    sequence: seq, voter: voter, revision: revision, castAtMicros: micros, answers: answers, keys: keys,
-                    chain: ChainHash(hex: chain), position: position, shard: shard))
+                    sequence: seq, voter: voter, revision: revision, storedAtMicros: micros, answers: answers,
+                    keys: keys,
+                    chain: ChainHash(hex: chain), position: position, shard: shard,
+                    castAt: castAt.map { VoteCommand.CastAt(micros: $0, late: late) }))
         }
         return page
     }

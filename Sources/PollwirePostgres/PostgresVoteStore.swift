@@ -117,6 +117,8 @@ public struct PostgresVoteStore: VoteStore {
 
     /// Rows to write, as columns.
     struct Writes {
+        /// `ballotCastAt` of a ballot with no event time of its own (arrays carry no NULL).
+        static let noCastAt = Int64.min
         var ballotPoll: [String] = []
         var ballotVoter: [String] = []
         var ballotRevision: [Int64] = []
@@ -127,6 +129,9 @@ public struct PostgresVoteStore: VoteStore {
         /// The ballot's chain hash (hex; '' when not chained) and position (0 when not chained).
         var ballotChain: [String] = []
         var ballotPosition: [Int64] = []
+        /// The ballot's own event time (`noCastAt` when it has none) and late flag.
+        var ballotCastAt: [Int64] = []
+        var ballotLate: [Bool] = []
         var keyPoll: [String] = []
         var keyID: [String] = []
         var keyAnswers: [String] = []
@@ -216,6 +221,9 @@ public struct PostgresVoteStore: VoteStore {
         keys: inout [Pair: (answers: String, version: Int64)], keyReceipts: inout [Pair: BallotReceipt],
         voters: inout [Pair: VoterRow], writes: inout Writes
     ) -> (VoteOutcome, BallotReceipt?) {
+        var vote = vote
+        // Late also when the lateness ran out between its arrival and now.
+        if vote.castAt != nil { vote.castAt = vote.castAt(committedAt: micros) }
         let keyPair = vote.idempotencyKey.map { Pair(poll: vote.pollID, id: $0) }
         let voterPair = vote.voter.map { Pair(poll: vote.pollID, id: $0) }
         var earlier = VoteRules.Earlier()
@@ -245,13 +253,13 @@ public struct PostgresVoteStore: VoteStore {
             voters[voterPair] = row
         }
         let outcome = VoteRules.outcome(of: decision, version: version)
-        poll.count(vote.ballot)
+        poll.count(vote.ballot, castAt: vote.castAt)
         var receipt: BallotReceipt?
         if poll.chain != nil {
             receipt = poll.link(
                 BallotChain.digest(
-                    poll: vote.pollID, voter: vote.voter, revision: revision, castAtMicros: micros, answers: answers,
-                    keys: stored))
+                    poll: vote.pollID, voter: vote.voter, revision: revision, storedAtMicros: micros, answers: answers,
+                    keys: stored, castAt: vote.castAt))
             if let receipt { poll.append(receipt) }
         }
         polls[vote.pollID] = poll
@@ -274,6 +282,8 @@ public struct PostgresVoteStore: VoteStore {
         writes.ballotVersion.append(version)
         writes.ballotChain.append(receipt?.hash.hex ?? "")
         writes.ballotPosition.append(receipt?.position ?? 0)
+        writes.ballotCastAt.append(vote.castAt?.micros ?? Writes.noCastAt)
+        writes.ballotLate.append(vote.castAt?.late ?? false)
         return (outcome, receipt)
     }
 
@@ -298,13 +308,15 @@ public struct PostgresVoteStore: VoteStore {
                 tally.amount.append(delta.amount)
             }
         }
-        var cast: (poll: [String], question: [String], key: [String], amount: [Int64]) = ([], [], [], [])
+        var cast = CommitStatements.WindowColumns()
+        let second = CastWindows.second(ofMicros: micros)
         for change in changes {
-            for (key, count) in polls[change.pollID]?.cast ?? [:] {
+            for row in polls[change.pollID]?.windowCounts(second: second) ?? [] {
                 cast.poll.append(change.pollID)
-                cast.question.append(key.question)
-                cast.key.append(key.key)
-                cast.amount.append(count)
+                cast.second.append(row.second)
+                cast.question.append(row.key.question)
+                cast.key.append(row.key.key)
+                cast.amount.append(row.count)
             }
         }
         let notices = changes.map { ChangeNotice(change: $0).payload() }

@@ -150,7 +150,7 @@ public struct SQLiteDatabase: Sendable {
             while let row = try rows.next() {
                 let poll: String = row[1]
                 let digest = BallotChain.digest(
-                    poll: poll, voter: row[2], revision: row[3], castAtMicros: SQLiteVoteStore.micros(row[4]),
+                    poll: poll, voter: row[2], revision: row[3], storedAtMicros: SQLiteVoteStore.micros(row[4]),
                     answers: row[5], keys: row[6])
                 let link = (links[poll] ?? .empty).appending(digest)
                 links[poll] = link
@@ -189,6 +189,15 @@ public struct SQLiteDatabase: Sendable {
                     try insert.execute(arguments: [poll, row.second, row.key.question, row.key.key, row.count])
                 }
             }
+        }
+        // A ballot's own event time, when a batch sent one (`VoteCommand.CastAt`), and whether
+        // it came too late for its window. Ballots stored before have neither.
+        migrator.registerMigration("v5-cast-at") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE ballots ADD COLUMN cast_at REAL;
+                    ALTER TABLE ballots ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
+                    """)
         }
         return migrator
     }

@@ -106,14 +106,16 @@ public struct SQLitePollStore: PollStore {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT seq, voter, revision, answers, version, created_at FROM ballots
+                    SELECT seq, voter, revision, answers, version, created_at, cast_at, late FROM ballots
                     WHERE poll_id = ? AND seq > ? ORDER BY seq LIMIT ?
                     """,
                 arguments: [pollID, after, limit]
             ).map { row in
-                StoredBallot(
+                let castAt: Double? = row[6]
+                return StoredBallot(
                     sequence: row[0], voter: row[1], revision: row[2], answers: row[3], version: row[4],
-                    createdAt: Date(timeIntervalSince1970: row[5]))
+                    createdAt: Date(timeIntervalSince1970: row[5]),
+                    castAt: castAt.map { VoteCommand.CastAt(micros: SQLiteVoteStore.micros($0), late: row[7]) })
             }
         }
     }
@@ -123,16 +125,19 @@ public struct SQLitePollStore: PollStore {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT seq, voter, revision, created_at, answers, keys, chain, chain_position FROM ballots
+                    SELECT seq, voter, revision, created_at, answers, keys, chain, chain_position, cast_at, late
+                    FROM ballots
                     WHERE poll_id = ? AND seq > ? ORDER BY seq LIMIT ?
                     """,
                 arguments: [pollID, after, limit]
             ).map { row in
                 let chain: Data? = row[6]
                 let hash = chain.flatMap { ChainHash(bytes: $0) }
+                let castAt: Double? = row[8]
                 return ChainedBallot(
-                    sequence: row[0], voter: row[1], revision: row[2], castAtMicros: SQLiteVoteStore.micros(row[3]),
-                    answers: row[4], keys: row[5], chain: hash, position: row[7], shard: hash == nil ? nil : 0)
+                    sequence: row[0], voter: row[1], revision: row[2], storedAtMicros: SQLiteVoteStore.micros(row[3]),
+                    answers: row[4], keys: row[5], chain: hash, position: row[7], shard: hash == nil ? nil : 0,
+                    castAt: castAt.map { VoteCommand.CastAt(micros: SQLiteVoteStore.micros($0), late: row[9]) })
             }
         }
     }

@@ -58,14 +58,17 @@ public struct SQLiteVoteStore: VoteStore {
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO ballots (
-                    poll_id, voter, revision, idempotency_key, answers, keys, version, created_at, chain, chain_position)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+                    poll_id, voter, revision, idempotency_key, answers, keys, version, created_at, chain, chain_position,
+                    cast_at, late)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
                 """)
         var outcomes: [VoteOutcome] = []
         outcomes.reserveCapacity(votes.count)
         var receipts: [BallotReceipt?] = []
         if chaining { receipts.reserveCapacity(votes.count) }
-        for vote in votes {
+        for var vote in votes {
+            // Late also when the lateness ran out between its arrival and now.
+            if vote.castAt != nil { vote.castAt = vote.castAt(committedAt: micros) }
             guard var poll = polls[vote.pollID], poll.open else {
                 outcomes.append(
                     VoteRules.outcome(
@@ -107,7 +110,7 @@ public struct SQLiteVoteStore: VoteStore {
                 }
             }
             if case .store(_, let replacing?) = decision { poll.uncount(StoredKeys.decode(replacing)) }
-            poll.count(vote.ballot)
+            poll.count(vote.ballot, castAt: vote.castAt)
             if let receipt { poll.append(receipt) }
             if chaining { receipts.append(receipt) }
             outcomes.append(VoteRules.outcome(of: decision, version: version))
@@ -134,8 +137,8 @@ public struct SQLiteVoteStore: VoteStore {
             for delta in change.deltas {
                 try Self.add(delta.amount, to: delta.key, of: id, second: nil, with: upsert, in: db)
             }
-            for (key, count) in poll.cast {
-                try Self.add(count, to: key, of: id, second: second, with: window, in: db)
+            for row in poll.windowCounts(second: second) {
+                try Self.add(row.count, to: row.key, of: id, second: row.second, with: window, in: db)
             }
             if let chain = change.chain {
                 try Self.bump(id, sequence: change.sequence, chain: chain, with: bumpChained, in: db)
@@ -154,8 +157,8 @@ public struct SQLiteVoteStore: VoteStore {
         guard poll.chain != nil else { return nil }
         return poll.link(
             BallotChain.digest(
-                poll: vote.pollID, voter: vote.voter, revision: revision, castAtMicros: micros,
-                answers: vote.ballot.canonical, keys: keys))
+                poll: vote.pollID, voter: vote.voter, revision: revision, storedAtMicros: micros,
+                answers: vote.ballot.canonical, keys: keys, castAt: vote.castAt))
     }
 
     /// The poll's new version and chain link, bound through the C API as the ballots are.
@@ -240,6 +243,13 @@ public struct SQLiteVoteStore: VoteStore {
         Self.bind(keys, at: 6, to: statement)
         sqlite3_bind_int64(statement, 7, version)
         sqlite3_bind_double(statement, 8, timestamp)
+        if let castAt = vote.castAt {
+            sqlite3_bind_double(statement, 11, Double(castAt.micros) / 1_000_000)
+            sqlite3_bind_int64(statement, 12, castAt.late ? 1 : 0)
+        } else {
+            sqlite3_bind_null(statement, 11)
+            sqlite3_bind_int64(statement, 12, 0)
+        }
         let code: Int32
         if let chain {
             // The hash's bytes are bound in place (no copy): they live until the step is done.

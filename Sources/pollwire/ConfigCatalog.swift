@@ -53,6 +53,7 @@ enum ConfigCatalog {
         Key(name: "ingest.maxBatch", kind: .int(1...100_000)),
         Key(name: "ingest.ballotChain", kind: .bool),
         Key(name: "analytics.windows", kind: .widths),
+        Key(name: "analytics.allowedLatenessSeconds", kind: .int(0...604_800)),
         Key(name: "ingest.maxDelayMs", kind: .double(0...1000)),
         Key(name: "ingest.queueCapacity", kind: .int(1...10_000_000)),
         Key(name: "ingest.commitDeadlineSeconds", kind: .double(0.001...3600)),

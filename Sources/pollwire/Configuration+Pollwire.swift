@@ -141,6 +141,8 @@ extension PollwireSettings {
                 forKey: "results.staleWhileRevalidate", default: self.resultsCache.staleWhileRevalidate))
         self.latestTextLimit = reader.int(forKey: "results.latestText", default: self.latestTextLimit)
         self.timelineWindows = reader.stringArray(forKey: "analytics.windows", default: self.timelineWindows)
+        self.allowedLatenessSeconds = reader.int(
+            forKey: "analytics.allowedLatenessSeconds", default: self.allowedLatenessSeconds)
         self.retryAfterSeconds = reader.int(forKey: "ingest.retryAfter", default: self.retryAfterSeconds)
         self.ingest = VoteIngestor.Configuration(
             maxBatch: reader.int(forKey: "ingest.maxBatch", default: self.ingest.maxBatch),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PollwireEngine
+import PollwireHTTP
 
 /// `pollwire verify`: recomputes every ballot chain and recounts every poll's counters.
 struct Verify: AsyncParsableCommand {
@@ -21,9 +22,10 @@ struct Verify: AsyncParsableCommand {
         let reader = try await makeConfigReader(self.options)
         let store = try StoreSettings(reader: reader)
         let poll = self.poll
+        let lateness = Int64(PollwireSettings(reader: reader).allowedLatenessSeconds)
         do {
             let verified = try await store.withStores(logger: makeLogger(reader, label: "pollwire")) { stores in
-                try await ChainVerifier.verify(stores.pollStore, pollID: poll)
+                try await ChainVerifier.verify(stores.pollStore, pollID: poll, latenessSeconds: lateness)
             }
             for result in verified { print("ok \(result.poll) \(result.ballots) ballots, head \(result.head)") }
             print("verified \(verified.count) poll(s)")

@@ -39,6 +39,11 @@ import Testing
                     .init(poll: "p", answers: ["q": .number(1)]),
                     .init(poll: "p2", voter: "v", idempotencyKey: "k", answers: [:]),
                 ]))
+        let timed = try #require(
+            self.fastBatch(Array(#"{"ballots":[{"poll":"p","castAt":"2026-12-07T10:00:00.250Z","answers":{}}]}"#.utf8)))
+        #expect(timed.ballots.first?.castAt == Date(timeIntervalSince1970: 1_796_637_600.25))
+        // A castAt that is not a date is left to JSONDecoder, which names the path.
+        #expect(self.fastBatch(Array(#"{"ballots":[{"poll":"p","castAt":"soon","answers":{}}]}"#.utf8)) == nil)
     }
 
     /// What it leaves to `JSONDecoder`, valid JSON or not.
@@ -171,7 +176,23 @@ enum BodyGenerator {
             [
                 ("poll", string(&random)), ("voter", optional(&random)), ("device", optional(&random)),
                 ("idempotencyKey", optional(&random)), ("answers", answers(&random)),
+                ("castAt", castAt(&random)),
             ], &random)
+    }
+
+    /// A `castAt`: absent, null, or a time with or without fractional seconds.
+    static func castAt(_ random: inout SplitMix64) -> String? {
+        let seconds = Double(Int64.random(in: 0...4_102_444_800, using: &random))
+        let millis = Double(Int.random(in: 0...999, using: &random)) / 1000
+        switch Int.random(in: 0..<4, using: &random) {
+        case 0: return nil
+        case 1: return "null"
+        case 2: return "\"" + Date(timeIntervalSince1970: seconds).formatted(.iso8601) + "\""
+        default:
+            return "\""
+                + Date(timeIntervalSince1970: seconds + millis).formatted(
+                    Date.ISO8601FormatStyle(includingFractionalSeconds: true)) + "\""
+        }
     }
 
     static func batch(_ random: inout SplitMix64) -> [UInt8] {

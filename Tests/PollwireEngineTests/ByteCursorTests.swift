@@ -59,9 +59,21 @@ struct ByteCursorTests {
             bytes += field("{\"q1\":\"a\"}") + field("q1=a")
             let expected = ChainHash(SHA256.hash(data: bytes))
             let digest = BallotChain.digest(
-                poll: "p_1", voter: voter, revision: 2, castAtMicros: 1_764_000_000_123_456, answers: "{\"q1\":\"a\"}",
+                poll: "p_1", voter: voter, revision: 2, storedAtMicros: 1_764_000_000_123_456,
+                answers: "{\"q1\":\"a\"}",
                 keys: "q1=a")
             #expect(digest == expected)
+            // A ballot sent with its own event time: the same bytes, then that time and the late flag.
+            for late in [false, true] {
+                let castAt = VoteCommand.CastAt(micros: -1_234_567, late: late)
+                let withCastAt =
+                    bytes + withUnsafeBytes(of: Int64(-1_234_567).bigEndian, Array.init) + [late ? 1 : 0]
+                #expect(
+                    BallotChain.digest(
+                        poll: "p_1", voter: voter, revision: 2, storedAtMicros: 1_764_000_000_123_456,
+                        answers: "{\"q1\":\"a\"}", keys: "q1=a", castAt: castAt)
+                        == ChainHash(SHA256.hash(data: withCastAt)))
+            }
         }
     }
 }

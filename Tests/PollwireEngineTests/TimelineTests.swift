@@ -36,6 +36,30 @@ struct TimelineTests {
         #expect(Timeline(rows: rows, width: 10, from: 1000, to: 1020, now: now).votesPerSecond == 0.1)
     }
 
+    /// Late ballots (`CastWindows.late`) are a total of their own, in no window's ballots or
+    /// counts; windows are final once the watermark (now minus the lateness) passes their end.
+    @Test func lateBallotsAreATotalOfTheirOwnAndOldWindowsAreFinal() throws {
+        let rows = Self.second(1003, a: 2) + [WindowCount(second: 1012, key: CastWindows.late, count: 3)]
+        let timeline = Timeline(
+            rows: rows, width: 10, from: 1000, to: 1040, now: Date(timeIntervalSince1970: 1035.5), latenessSeconds: 15)
+        #expect(timeline.watermark == 1020)
+        #expect(timeline.windows.map(\.final) == [true, true, false, false])
+        #expect(timeline.windows.map(\.complete) == [true, true, true, false])
+        #expect(timeline.windows.map(\.late) == [0, 3, 0, 0])
+        #expect(timeline.windows.map(\.ballots) == [2, 0, 0, 0])
+        #expect(timeline.totals[.ballots] == 2 && timeline.totals[CastWindows.late] == 3)
+        let json = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(timeline.json(pollID: "p", label: "10s", momentum: 1, hidden: false).utf8))
+                as? [String: Any])
+        let totals = try #require(json["totals"] as? [String: Any])
+        #expect(totals["late"] as? Int == 3 && totals["ballots"] as? Int == 2)
+        #expect((totals["counts"] as? [String: [String: Int]]) == ["q1": ["a": 2]], "late is not an option")
+        let windows = try #require(json["windows"] as? [[String: Any]])
+        #expect(windows.map { $0["late"] as? Int } == [nil, 3, nil, nil])
+        #expect(json["watermark"] as? String == "1970-01-01T00:17:00Z")
+    }
+
     @Test func momentumIsTheChangeOfEachOptionsShare() {
         // Windows of 1 s: a leads 3:1 in the first two, b leads 1:3 in the next two.
         let rows =
@@ -70,7 +94,7 @@ struct TimelineTests {
     @Test func aRecountPutsEachBallotInItsSecond() {
         func ballot(_ micros: Int64, _ option: String) -> ChainedBallot {
             ChainedBallot(
-                sequence: 0, voter: nil, revision: 0, castAtMicros: micros, answers: "",
+                sequence: 0, voter: nil, revision: 0, storedAtMicros: micros, answers: "",
                 keys: StoredKeys.encode([.ballots, .responses("q1"), TallyKey(question: "q1", key: option)]),
                 chain: nil, position: nil, shard: nil)
         }

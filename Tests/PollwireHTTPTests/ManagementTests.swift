@@ -109,7 +109,7 @@ import Testing
             #expect(csv.headers[.contentType] == "text/csv; charset=utf-8")
             let lines = csv.text.split(separator: "\r\n")
             #expect(lines.count == 2501)
-            #expect(lines[0] == "sequence,voter,revision,version,created_at,q1,why")
+            #expect(lines[0] == "sequence,voter,revision,version,created_at,cast_at,late,q1,why")
             #expect(lines[1].hasSuffix(",a,\"x, \"\"y\"\"0\""))
 
             let ndjson = try await server.request(.get, "/v1/polls/\(poll)/export?format=ndjson", auth: true)

@@ -200,6 +200,63 @@ import Testing
         }
     }
 
+    /// Ballots sent with their own event time (`VoteCommand.CastAt`): one in time counts in its
+    /// own second, a late one in the `late` row of the commit's second and in no window, one in
+    /// the commit's second merges with the ballots that have no castAt. The time and the flag
+    /// are stored with the ballot (the export and the recount read them, the chain covers them).
+    @Test(arguments: Kind.allCases) func bothStoresCountACastAtInItsOwnSecond(_ kind: Kind) async throws {
+        try await self.withStores(kind) { stores in
+            let poll = self.poll()
+            try await stores.polls.insert(poll)
+            var early = try self.vote(poll, "v:1", "a")
+            early.castAt = VoteCommand.CastAt(micros: 1_700_000_050_250_000, late: false)
+            var late = try self.vote(poll, "v:2", "b")
+            late.castAt = VoteCommand.CastAt(micros: 1_699_999_000_000_000, late: true)
+            var same = try self.vote(poll, "v:3", "b")
+            same.castAt = VoteCommand.CastAt(micros: 1_700_000_100_000_001, late: false)
+            let plain = try self.vote(poll, "v:4", "a")
+            // In time when it arrived, but the 10 s of lateness ran out before the commit.
+            var overdue = try self.vote(poll, "v:5", "b")
+            overdue.castAt = VoteCommand.CastAt(micros: 1_700_000_080_000_000, late: false)
+            overdue.latenessMicros = 10_000_000
+            // Within its lateness at the commit: stays in its second.
+            var timely = try self.vote(poll, "v:6", "b")
+            timely.castAt = VoteCommand.CastAt(micros: 1_700_000_095_000_000, late: false)
+            timely.latenessMicros = 10_000_000
+            let result = try await stores.votes.commit(
+                [early, late, same, plain, overdue, timely], at: Date(timeIntervalSince1970: 1_700_000_100.5))
+            #expect(result.outcomes.allSatisfy { if case .accepted = $0 { true } else { false } }, "\(kind)")
+            let a = TallyKey(question: "q1", key: "a")
+            let b = TallyKey(question: "q1", key: "b")
+            let rows = try await stores.polls.windowCounts(pollID: poll.id, from: .min, to: .max)
+            #expect(
+                rows == [
+                    WindowCount(second: 1_700_000_050, key: .ballots, count: 1),
+                    WindowCount(second: 1_700_000_050, key: a, count: 1),
+                    WindowCount(second: 1_700_000_095, key: .ballots, count: 1),
+                    WindowCount(second: 1_700_000_095, key: b, count: 1),
+                    WindowCount(second: 1_700_000_100, key: .ballots, count: 2),
+                    WindowCount(second: 1_700_000_100, key: CastWindows.late, count: 2),
+                    WindowCount(second: 1_700_000_100, key: a, count: 1),
+                    WindowCount(second: 1_700_000_100, key: b, count: 1),
+                ], "\(kind)")
+            // Every ballot still counts in the tallies.
+            let counted = try await self.stored(poll, in: stores)
+            #expect(counted.a == 2 && counted.b == 4 && counted.ballots == 6, "\(kind)")
+            let stored = [
+                early.castAt, late.castAt, same.castAt, nil,
+                VoteCommand.CastAt(micros: 1_700_000_080_000_000, late: true), timely.castAt,
+            ]
+            let ballots = try await stores.polls.chainedBallots(pollID: poll.id, after: 0, limit: 100)
+            #expect(ballots.map(\.castAt) == stored, "\(kind)")
+            #expect(rows == CastWindows.recount(ballots), "\(kind)")
+            let exported = try await stores.polls.ballots(pollID: poll.id, after: 0, limit: 100)
+            #expect(exported.map(\.castAt) == stored, "\(kind)")
+            let verified = try await ChainVerifier.verify(stores.polls, pollID: poll.id)
+            #expect(verified.first?.ballots == 6, "\(kind)")
+        }
+    }
+
     @Test func nodesCommittingOnePollAtOnceCountEveryVoterOnce() async throws {
         try await self.withPostgres(maxConnections: 6) { database in try await self.nodesRace(on: database) }
     }

@@ -16,6 +16,9 @@ struct StoredState {
     /// the server must serve): second -> "question/key" -> count, the ballots as "/#" (the
     /// questions' response counters left out, as the timeline leaves them out).
     var secondsRecount: [Int64: [String: Int64]]
+    /// Ballots stored with their own castAt, and those of them stored late.
+    var castAts = 0
+    var lateBallots = 0
 
     init(dataDir: URL, pollID: String) throws {
         let queue = try DatabaseQueue(path: dataDir.appendingPathComponent("pollwire.sqlite").path)
@@ -24,7 +27,8 @@ struct StoredState {
             (
                 try String.fetchOne(db, sql: "SELECT definition FROM polls WHERE id = ?", arguments: [pollID])!,
                 try Row.fetchAll(
-                    db, sql: "SELECT voter, answers, created_at FROM ballots WHERE poll_id = ?", arguments: [pollID]),
+                    db, sql: "SELECT voter, answers, created_at, cast_at, late FROM ballots WHERE poll_id = ?",
+                    arguments: [pollID]),
                 try Row.fetchAll(
                     db, sql: "SELECT question, key, count FROM tallies WHERE poll_id = ?", arguments: [pollID])
             )
@@ -42,10 +46,20 @@ struct StoredState {
             let decoded = try JSONDecoder().decode([String: Answer].self, from: Data(answers.utf8))
             let ballot = try self.poll.ballot(answers: decoded)
             self.recount.apply(ballot.deltas())
-            // The store keeps whole microseconds; a ballot's second is theirs, floored.
-            let micros = Int64((row["created_at"] as Double * 1_000_000).rounded())
+            // The store keeps whole microseconds; a ballot's second is theirs, floored: the one
+            // of its castAt if it was sent with one in time, else the one it was stored in.
+            let stored = Int64((row["created_at"] as Double * 1_000_000).rounded())
+            let castAt = (row["cast_at"] as Double?).map { Int64(($0 * 1_000_000).rounded()) }
+            let late: Bool = row["late"]
+            if castAt != nil { self.castAts += 1 }
+            if late {
+                self.lateBallots += 1
+                self.secondsRecount[stored / 1_000_000, default: [:]]["/late", default: 0] += 1
+                continue
+            }
             for key in ballot.keys where CastWindows.counts(key) {
-                self.secondsRecount[micros / 1_000_000, default: [:]]["\(key.question)/\(key.key)", default: 0] += 1
+                let second = (castAt ?? stored) / 1_000_000
+                self.secondsRecount[second, default: [:]]["\(key.question)/\(key.key)", default: 0] += 1
             }
         }
         self.tallies = Tally()
