@@ -12,6 +12,8 @@ enum Transport: String, Sendable, CaseIterable {
     /// WebSocket asking for compact frames (`GET /v1/live?format=counts`).
     case wsCounts = "ws-counts"
     case sse
+    /// SSE asking for the poll's 1 s `window` events too (`?windows=1s`): window end -> receipt.
+    case sseWindows = "sse-windows"
     /// Socket.IO (Engine.IO v4 over WebSocket), for the Socket.IO peer.
     case socketio
 }
@@ -24,6 +26,9 @@ final class LoopStats: @unchecked Sendable {
     var closed = 0
     /// Vote acknowledged -> viewer received a version that includes it, nanoseconds.
     var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    /// Window end (wall clock) -> viewer received its `window` event, nanoseconds.
+    var windowLatency = Histogram<UInt64>(
+        highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
 }
 
 /// The stats of every event loop of a group, found by the loop a channel runs on.
@@ -41,20 +46,27 @@ final class ViewerStats: Sendable {
     /// Totals, read on each loop's own thread.
     func totals(
         group: MultiThreadedEventLoopGroup
-    ) async throws -> (ready: Int, frames: Int, closed: Int, latency: Histogram<UInt64>) {
+    ) async throws -> (
+        ready: Int, frames: Int, closed: Int, latency: Histogram<UInt64>, windowLatency: Histogram<UInt64>
+    ) {
         var ready = 0
         var frames = 0
         var closed = 0
         var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        var windowLatency = Histogram<UInt64>(
+            highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         for loop in group.makeIterator() {
             let stats = self.on(loop)
-            let (r, f, c, h) = try await loop.submit { (stats.ready, stats.frames, stats.closed, stats.latency) }.get()
+            let (r, f, c, h, w) = try await loop.submit {
+                (stats.ready, stats.frames, stats.closed, stats.latency, stats.windowLatency)
+            }.get()
             ready += r
             frames += f
             closed += c
             latency.add(h)
+            windowLatency.add(w)
         }
-        return (ready, frames, closed, latency)
+        return (ready, frames, closed, latency, windowLatency)
     }
 
     func resetLatency(group: MultiThreadedEventLoopGroup) async throws {
@@ -62,6 +74,7 @@ final class ViewerStats: Sendable {
             let stats = self.on(loop)
             try await loop.submit {
                 stats.latency.reset()
+                stats.windowLatency.reset()
                 stats.frames = 0
             }.get()
         }
@@ -104,8 +117,10 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
             request =
                 "GET /v1/live\(query) HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(deflate)\r\n"
-        case .sse:
-            request = "GET /v1/polls/\(self.pollID)/live HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        case .sse, .sseWindows:
+            let query = self.transport == .sseWindows ? "?windows=1s" : ""
+            request =
+                "GET /v1/polls/\(self.pollID)/live\(query) HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
         case .socketio:
             request =
                 "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n"
@@ -153,6 +168,7 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
         switch self.transport {
         case .ws, .wsDeflate, .wsCounts, .socketio: self.readFrames(context: context)
         case .sse: self.readEvents(context: context)
+        case .sseWindows: self.readWindowEvents(context: context)
         }
         self.buffer.discardReadBytes()
     }
@@ -231,6 +247,26 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
             self.buffer.moveReaderIndex(forwardBy: consumed)
             guard let id else { return }
             self.seen(version: id, context: context)
+        }
+    }
+
+    /// SSE with `window` events: each whole event (up to its blank line), read as text (a few
+    /// viewers, one window a second): a results event's version, a window event's `end`.
+    private func readWindowEvents(context: ChannelHandlerContext) {
+        let separator = Array("\n\n".utf8)
+        while let end = self.buffer.readableBytesView.firstRange(of: separator) {
+            let length = end.upperBound - self.buffer.readableBytesView.startIndex
+            guard let event = self.buffer.readString(length: length) else { return }
+            // Chunked framing (size lines) sits between events, so the markers are searched for.
+            if let marker = event.range(of: "id: "), let id = Int(event[marker.upperBound...].prefix { $0.isNumber }) {
+                self.seen(version: id, context: context)
+            } else if event.contains("event: window"), let range = event.range(of: #""end":""#),
+                let date = try? Date(String(event[range.upperBound...].prefix(20)), strategy: .iso8601)
+            {
+                let late = Date().timeIntervalSince(date)
+                let stats = self.loopStats ?? self.stats.on(context.eventLoop)
+                _ = stats.windowLatency.record(UInt64(max(0, late) * 1e9))
+            }
         }
     }
 

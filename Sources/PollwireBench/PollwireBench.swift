@@ -215,6 +215,8 @@ struct Fanout: AsyncParsableCommand {
         let cpu = before.flatMap { before in after.map { $0.cpuSeconds - before.cpuSeconds } }
         let latency = totals.latency
         func ms(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1e6 }
+        let windows = totals.windowLatency
+        func windowMs(_ percentile: Double) -> Double { Double(windows.valueAtPercentile(percentile)) / 1e6 }
         let deliveriesPerSecond = Double(totals.frames) / seconds
         let cpuPerThousand = cpu.map { $0 / Double(max(1, totals.frames)) * 1000 }
         if self.target.server.json {
@@ -226,7 +228,9 @@ struct Fanout: AsyncParsableCommand {
                     + #""cpu_seconds_per_1000_deliveries":\#(cpuPerThousand ?? 0),"#
                     + #""p50_ms":\#(ms(50)),"p90_ms":\#(ms(90)),"p99_ms":\#(ms(99)),"p999_ms":\#(ms(99.9)),"#
                     + #""max_ms":\#(Double(latency.maxRecorded) / 1e6),"#
-                    + #""closed":\#(totals.closed),"sending_seconds":\#(Double(sending.components.seconds))}"#)
+                    + #""closed":\#(totals.closed),"sending_seconds":\#(Double(sending.components.seconds)),"#
+                    + #""window_events":\#(windows.totalCount),"window_p50_ms":\#(windowMs(50)),"#
+                    + #""window_p99_ms":\#(windowMs(99)),"window_max_ms":\#(Double(windows.maxRecorded) / 1e6)}"#)
         } else {
             print(
                 "fanout \(self.target.transport.rawValue): \(ready) viewers, \(self.rate) votes/s for \(self.duration) s"
@@ -241,6 +245,12 @@ struct Fanout: AsyncParsableCommand {
                         "vote ack -> viewer receipt: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, p99.9 %.1f ms, max %.1f ms",
                     ms(50), ms(90), ms(99), ms(99.9), Double(latency.maxRecorded) / 1e6))
             if totals.closed > 0 { print("viewers closed by the server: \(totals.closed)") }
+            if windows.totalCount > 0 {
+                print(
+                    String(
+                        format: "window end -> viewer receipt: %d events, p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                        windows.totalCount, windowMs(50), windowMs(99), Double(windows.maxRecorded) / 1e6))
+            }
         }
         for channel in channels { channel.close(promise: nil) }
         try await Task.sleep(for: .milliseconds(500))

@@ -171,13 +171,8 @@ public final class Hub: Service, Sendable {
     /// a delivery group get the tick's frames in one batch per group.
     public func publish() {
         let now = self.now()
-        var batches:
-            [ObjectIdentifier: (
-                group: any LiveDeliveryGroup, batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)]
-            )] = [:]
-        defer {
-            for (_, entry) in batches { entry.group.offer(entry.batch) }
-        }
+        var offers: [(subscriber: any LiveSubscriber, frame: LiveFrame)] = []
+        defer { Self.deliver(offers) }
         for shard in self.shards {
             let work: [(String, ContinuousClock.Instant, [any LiveSubscriber])] = shard.state.withLock { state in
                 guard !state.dirty.isEmpty else { return [] }
@@ -210,14 +205,27 @@ public final class Hub: Service, Sendable {
                     }
                     guard let frame else { continue }
                     self.metrics.offers.increment()
-                    if let group = subscriber.deliveryGroup {
-                        batches[ObjectIdentifier(group), default: (group, [])].batch.append((subscriber, frame))
-                    } else {
-                        subscriber.offer(frame)
-                    }
+                    offers.append((subscriber, frame))
                 }
             }
         }
+    }
+
+    /// Offers each frame to its subscriber: those in a delivery group in one batch per group,
+    /// the rest one by one.
+    public static func deliver(_ offers: [(subscriber: any LiveSubscriber, frame: LiveFrame)]) {
+        var batches:
+            [ObjectIdentifier: (
+                group: any LiveDeliveryGroup, batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)]
+            )] = [:]
+        for (subscriber, frame) in offers {
+            if let group = subscriber.deliveryGroup {
+                batches[ObjectIdentifier(group), default: (group, [])].batch.append((subscriber, frame))
+            } else {
+                subscriber.offer(frame)
+            }
+        }
+        for (_, entry) in batches { entry.group.offer(entry.batch) }
     }
 
     private func closeStuckSubscribers(now: ContinuousClock.Instant) {

@@ -4,6 +4,13 @@ import Synchronization
 /// One results update as every live transport sends it, built once per poll, version and
 /// variant per publish tick, and shared by every subscriber (no per-subscriber encode or copy).
 public struct LiveFrame: Sendable {
+    /// What a frame carries: a poll's results, or one of its timeline's windows (`WindowFeed`).
+    public enum Kind: Sendable, Hashable {
+        case results
+        case window
+    }
+
+    public let kind: Kind
     public let pollID: String
     public let version: Int64
     /// True for the redacted variant (only the number of ballots).
@@ -28,6 +35,7 @@ public struct LiveFrame: Sendable {
     public let deflated = SharedBytes()
 
     public init(snapshot: Snapshot, committedAt: ContinuousClock.Instant) {
+        self.kind = .results
         self.pollID = snapshot.pollID
         self.version = snapshot.version
         self.hidden = snapshot.hidden
@@ -46,6 +54,29 @@ public struct LiveFrame: Sendable {
 }
 
 extension LiveFrame {
+    /// A `window` event (`WindowFeed`): `json` as `event: window` (no id: resuming is for
+    /// results) and as a WebSocket message. `sequence` tells one window frame of the poll from
+    /// the next; `endedAt` is when the window ended, for end -> write latency.
+    public init(
+        window json: ByteBuffer, pollID: String, sequence: Int64, hidden: Bool, endedAt: ContinuousClock.Instant
+    ) {
+        self.kind = .window
+        self.pollID = pollID
+        self.version = sequence
+        self.hidden = hidden
+        self.json = json
+        self.eventID = ""
+        var event = ByteBuffer()
+        event.reserveCapacity(json.readableBytes + 24)
+        event.writeString("event: window\ndata: ")
+        event.writeImmutableBuffer(json)
+        event.writeString("\n\n")
+        self.event = event
+        self.webSocketFrame = Self.webSocketFrame(json)
+        self.compactWebSocketFrame = self.webSocketFrame
+        self.committedAt = endedAt
+    }
+
     /// RFC 6455 §5.2: FIN + text opcode, then the payload length (7 bits, or 126 + 16 bits, or
     /// 127 + 64 bits), no mask, then the payload.
     static func webSocketFrame(_ payload: ByteBuffer) -> ByteBuffer {

@@ -219,19 +219,21 @@ public struct Timeline: Sendable {
         text += "],\"totals\":{\"ballots\":\(totals[.ballots] ?? 0),\"late\":\(totals[CastWindows.late] ?? 0)"
         if !hidden { text += ",\"counts\":" + Self.counts(totals) }
         text += "},\"votesPerSecond\":\(Self.number(self.votesPerSecond))"
-        if !hidden {
-            text += ",\"momentum\":{"
-            let shares = self.momentum(over: momentum)
-            for (qIndex, question) in shares.keys.sorted().enumerated() {
-                if qIndex > 0 { text += "," }
-                JSONText.appendQuoted(question, to: &text)
-                text += ":{"
-                for (kIndex, key) in shares[question]!.keys.sorted().enumerated() {
-                    if kIndex > 0 { text += "," }
-                    JSONText.appendQuoted(key, to: &text)
-                    text += ":\(Self.number(shares[question]![key]!))"
-                }
-                text += "}"
+        if !hidden { text += ",\"momentum\":" + Self.momentumJSON(self.momentum(over: momentum)) }
+        return text + "}"
+    }
+
+    /// `{"question": {"key": change, ...}, ...}`, in order.
+    static func momentumJSON(_ shares: [String: [String: Double]]) -> String {
+        var text = "{"
+        for (qIndex, question) in shares.keys.sorted().enumerated() {
+            if qIndex > 0 { text += "," }
+            JSONText.appendQuoted(question, to: &text)
+            text += ":{"
+            for (kIndex, key) in shares[question]!.keys.sorted().enumerated() {
+                if kIndex > 0 { text += "," }
+                JSONText.appendQuoted(key, to: &text)
+                text += ":\(Self.number(shares[question]![key]!))"
             }
             text += "}"
         }

@@ -2,22 +2,31 @@ import Metrics
 import PollwireEngine
 import Synchronization
 
-/// The write state of one live viewer on its event loop: the last version written per poll,
-/// and at most ONE pending frame per poll while the channel is not writable. A newer frame
-/// replaces the pending one, so a slow viewer skips versions and never builds a backlog.
+/// The write state of one live viewer on its event loop: the last version written per poll
+/// (and kind: results, windows), and at most ONE pending frame per poll and kind while the
+/// channel is not writable. A newer frame replaces the pending one, so a slow viewer skips
+/// versions (and windows) and never builds a backlog.
 struct LatestFrames {
-    private var pending: [String: LiveFrame] = [:]
-    private var lastSent: [String: (version: Int64, hidden: Bool)] = [:]
+    struct Key: Hashable {
+        var poll: String
+        var kind: LiveFrame.Kind
+
+        init(_ frame: LiveFrame) { (self.poll, self.kind) = (frame.pollID, frame.kind) }
+        init(_ poll: String, _ kind: LiveFrame.Kind) { (self.poll, self.kind) = (poll, kind) }
+    }
+
+    private var pending: [Key: LiveFrame] = [:]
+    private var lastSent: [Key: (version: Int64, hidden: Bool)] = [:]
 
     /// Whether `frame` differs from what was last written for its poll.
     func isNew(_ frame: LiveFrame) -> Bool {
-        guard let last = self.lastSent[frame.pollID] else { return true }
+        guard let last = self.lastSent[Key(frame)] else { return true }
         return last.version != frame.version || last.hidden != frame.hidden
     }
 
     /// Keeps `frame` until the channel is writable; true when it replaced an unwritten one.
     mutating func hold(_ frame: LiveFrame) -> Bool {
-        self.pending.updateValue(frame, forKey: frame.pollID) != nil
+        self.pending.updateValue(frame, forKey: Key(frame)) != nil
     }
 
     /// The frames held while the channel was not writable, oldest poll order not kept.
@@ -29,12 +38,14 @@ struct LatestFrames {
     var hasPending: Bool { !self.pending.isEmpty }
 
     mutating func sent(_ frame: LiveFrame) {
-        self.lastSent[frame.pollID] = (frame.version, frame.hidden)
+        self.lastSent[Key(frame)] = (frame.version, frame.hidden)
     }
 
     mutating func forget(_ pollID: String) {
-        self.pending.removeValue(forKey: pollID)
-        self.lastSent.removeValue(forKey: pollID)
+        for kind in [LiveFrame.Kind.results, .window] {
+            self.pending.removeValue(forKey: Key(pollID, kind))
+            self.lastSent.removeValue(forKey: Key(pollID, kind))
+        }
     }
 
     mutating func removeAll() {

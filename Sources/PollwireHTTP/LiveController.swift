@@ -10,11 +10,17 @@ import PollwireEngine
 struct LiveController {
     let book: TallyBook
     let finder: PollFinder
+    /// The window widths `windows=` may name.
+    let widths: [String]
 
     func addRoutes(to group: RouterGroup<PollwireRequestContext>) {
         group.get("/polls/{id}/live") { request, context -> Response in
             guard self.book.isLoaded else { throw VotesController.notReady }
             let id = try context.parameters.require("id")
+            if let width = request.uri.queryParameters.get("windows"), !self.widths.contains(String(width)) {
+                throw APIError.invalid(
+                    ValidationError(field: "windows", "must be one of \(self.widths.joined(separator: ", "))"))
+            }
             // In a cluster a poll another node made a moment ago may be unknown here: look it up.
             if let poll = await self.finder.poll(id), poll.status != .draft {
                 try OriginPolicy.check(request.headers[.origin], poll: poll)

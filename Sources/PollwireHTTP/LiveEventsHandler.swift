@@ -18,7 +18,8 @@ import Synchronization
 /// The stream: a `retry:` hint (1 to 3 s, jittered so a restart does not bring every viewer
 /// back at once), the current results at once unless `Last-Event-ID` names what the viewer would
 /// get now, then each change as `id: <version>` (`<version>-h` while the results are hidden),
-/// `event: results`, `data: <results JSON>`, and a `: ping` comment on idle heartbeats. A
+/// `event: results`, `data: <results JSON>`, and a `: ping` comment on idle heartbeats. With
+/// `?windows=10s`, also an `event: window` (no id) as each window of that width ends (`WindowFeed`). A
 /// reveal, a close (also a scheduled one) or a reopening changes the id, so a viewer that
 /// resumes after it gets what it may now see. Flow control as in `LiveSocketHandler`.
 ///
@@ -47,6 +48,8 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// The id of the last event the viewer saw (`Last-Event-ID`): resuming with the current one
     /// sends nothing until the next change.
     private var lastEventID: String?
+    /// `windows=10s`: the poll's `window` events of that width too.
+    private var windows: String?
     private var origin: String?
     private var streaming = false
     private var closing = false
@@ -86,6 +89,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         if self.pollID == nil, case .head(let request) = part, let pollID = self.liveRequest(request) {
             self.pollID = pollID
             self.lastEventID = request.headerFields[.lastEventID]
+            self.windows = Self.query(request.path, "windows")
             self.origin = request.headerFields[.origin]
             let receipt = request.headerFields[.pollwireReceipt] ?? Self.query(request.path, "receipt")
             let valid = self.dependencies.signer.isValidReceipt(receipt, pollID: pollID)
@@ -134,6 +138,10 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         guard self.dependencies.book.isLoaded, let poll = self.dependencies.book.poll(pollID), poll.status != .draft,
             OriginPolicy.allows(request.headerFields[.origin], poll: poll)
         else { return nil }
+        // A width that is not served: the router answers 422.
+        if let width = Self.query(request.path, "windows"), self.dependencies.windows?.widths[width] == nil {
+            return nil
+        }
         return pollID
     }
 
@@ -155,6 +163,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         context.write(self.wrapOutboundOut(.body(retry)), promise: nil)
         self.dependencies.eventsMetrics.connected()
         self.dependencies.hub.subscribe(self, to: pollID)
+        if let width = self.windows { _ = self.dependencies.windows?.subscribe(self, to: pollID, width: width) }
         if let frame = self.dependencies.hub.currentFrame(of: pollID, hasVoted: self.hasVoted(pollID)),
             frame.eventID != self.lastEventID
         {
@@ -167,6 +176,7 @@ final class LiveEventsHandler: ChannelInboundHandler, RemovableChannelHandler, L
         guard self.streaming, let pollID = self.pollID else { return }
         self.streaming = false
         self.dependencies.hub.unsubscribe(self, from: pollID)
+        self.dependencies.windows?.unsubscribe(self, from: pollID)
         self.dependencies.eventsMetrics.disconnected()
         self.flow.removeAll()
     }

@@ -8,6 +8,8 @@ final class LiveMetrics: Sendable {
     let deliveries: Counter
     let skipped: Counter
     let commitToWrite: Metrics.Timer
+    /// Window end -> write of `window` events.
+    let windowToWrite: Metrics.Timer
     private let count = Atomic<Int>(0)
 
     init(transport: String, factory: any MetricsFactory) {
@@ -17,12 +19,19 @@ final class LiveMetrics: Sendable {
         self.skipped = Counter(label: "pollwire_live_skipped_total", dimensions: dimensions, factory: factory)
         self.commitToWrite = Metrics.Timer(
             label: "pollwire_live_commit_to_write_seconds", dimensions: dimensions, factory: factory)
+        self.windowToWrite = Metrics.Timer(
+            label: "pollwire_live_window_to_write_seconds", dimensions: dimensions, factory: factory)
     }
 
-    /// One frame written: counts it and records commit -> write latency.
+    /// One frame written: counts it and records commit -> write latency (window end -> write
+    /// for a window).
     func delivered(_ frame: LiveFrame) {
         self.deliveries.increment()
-        self.commitToWrite.recordNanoseconds(Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1)))
+        let nanoseconds = Int64((ContinuousClock.now - frame.committedAt) / .nanoseconds(1))
+        switch frame.kind {
+        case .results: self.commitToWrite.recordNanoseconds(nanoseconds)
+        case .window: self.windowToWrite.recordNanoseconds(nanoseconds)
+        }
     }
 
     func connected() { self.subscribers.record(self.count.add(1, ordering: .relaxed).newValue) }

@@ -12,8 +12,9 @@ import Synchronization
 /// socket, so an idle viewer costs only its channel and this object.
 ///
 /// Client messages (JSON text):
-/// `{"type": "subscribe", "polls": ["a", "b"], "receipts": {"a": "..."}}` and
-/// `{"type": "unsubscribe", "polls": ["a"]}`.
+/// `{"type": "subscribe", "polls": ["a", "b"], "receipts": {"a": "..."}, "windows": "10s"}` and
+/// `{"type": "unsubscribe", "polls": ["a"]}`. With `windows`, the polls' live `window` events of
+/// that width too (`WindowFeed`); a subscribe without it stops them for the polls it names.
 /// Server messages: `{"type": "subscribed", "polls": [...], "missing": [...]}`,
 /// `{"type": "unsubscribed", "polls": [...]}`, `{"type": "error", "error": {...}}`, and each
 /// results update as the results JSON itself (the same shared bytes as `GET /results`, which
@@ -41,6 +42,8 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         var type: String
         var polls: [String]?
         var receipts: [String: String]?
+        /// A window width (`analytics.windows`): the polls' `window` events too.
+        var windows: String?
     }
 
     /// What the Hub reads from its own thread.
@@ -102,7 +105,10 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        for pollID in self.subscriptions { self.dependencies.hub.unsubscribe(self, from: pollID) }
+        for pollID in self.subscriptions {
+            self.dependencies.hub.unsubscribe(self, from: pollID)
+            self.dependencies.windows?.unsubscribe(self, from: pollID)
+        }
         self.subscriptions.removeAll()
         self.flow.removeAll()
         self.context = nil
@@ -216,7 +222,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
     /// form's, uncompressed: it is a few dozen bytes, when the viewer asked for it and has the
     /// poll's full results already).
     private func send(_ frame: LiveFrame, context: ChannelHandlerContext) {
-        if self.compact, !frame.hidden, !self.hasFull.insert(frame.pollID).inserted,
+        if self.compact, frame.kind == .results, !frame.hidden, !self.hasFull.insert(frame.pollID).inserted,
             let encoderContext = self.encoderContext
         {
             encoderContext.write(NIOAny(frame.compactWebSocketFrame), promise: nil)
@@ -309,6 +315,10 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         let hub = self.dependencies.hub
         switch request.type {
         case "subscribe":
+            if let width = request.windows, self.dependencies.windows?.widths[width] == nil {
+                let widths = self.dependencies.windows?.widths.keys.sorted().joined(separator: ", ") ?? ""
+                return Self.error(.invalidField, "windows must be one of \(widths)")
+            }
             var subscribed: [String] = []
             var missing: [String] = []
             var forbidden: [String] = []
@@ -328,6 +338,11 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
                     self.subscriptions.insert(pollID)
                     hub.subscribe(self, to: pollID)
                 }
+                if let width = request.windows {
+                    _ = self.dependencies.windows?.subscribe(self, to: pollID, width: width)
+                } else {
+                    self.dependencies.windows?.unsubscribe(self, from: pollID)
+                }
                 let receipt = request.receipts?[pollID]
                 let valid = self.dependencies.signer.isValidReceipt(receipt, pollID: pollID)
                 self.shared.withLock { shared in
@@ -344,6 +359,7 @@ final class LiveSocketHandler: ChannelInboundHandler, RemovableChannelHandler, L
         case "unsubscribe":
             for pollID in polls where self.subscriptions.remove(pollID) != nil {
                 hub.unsubscribe(self, from: pollID)
+                self.dependencies.windows?.unsubscribe(self, from: pollID)
                 self.flow.forget(pollID)
                 self.hasFull.remove(pollID)
                 _ = self.shared.withLock { $0.receipts.remove(pollID) }
@@ -410,6 +426,8 @@ final class LoopDeliveries: Sendable {
 /// metrics per transport.
 struct LiveDependencies: Sendable {
     let hub: Hub
+    /// Live `window` events (nil: none).
+    var windows: WindowFeed? = nil
     let book: TallyBook
     /// Looks up polls another node made a moment ago (cluster); nil or without a feed: the book only.
     var finder: PollFinder? = nil

@@ -34,6 +34,7 @@ public enum PollwireApplication {
         public let ingestor: VoteIngestor
         public let hub: Hub
         public let registry: PrometheusCollectorRegistry
+        public let windows: WindowFeed
     }
 
     public static func make(
@@ -97,8 +98,11 @@ public enum PollwireApplication {
         let polls = PollsController(
             store: pollStore, book: book, finder: finder, hub: hub, purger: purger, settings: settings, now: now,
             authenticator: authenticator)
+        let windows = WindowFeed(
+            store: pollStore, book: book, widths: settings.timelineWindows,
+            latenessSeconds: Int64(settings.allowedLatenessSeconds), now: now, metricsFactory: factory)
         let live = LiveDependencies(
-            hub: hub, book: book, finder: finder, signer: signer, deliveries: LoopDeliveries(),
+            hub: hub, windows: windows, book: book, finder: finder, signer: signer, deliveries: LoopDeliveries(),
             webSocketMetrics: LiveMetrics(transport: "websocket", factory: factory),
             eventsMetrics: LiveMetrics(transport: "sse", factory: factory),
             securityHeaders: SecurityHeaders.fields(tls: settings.tls != nil))
@@ -118,7 +122,7 @@ public enum PollwireApplication {
         votes.addPublicRoutes(to: api)
         results.addRoutes(to: api)
         polls.addPublicRoutes(to: api)
-        LiveController(book: book, finder: finder).addRoutes(to: api)
+        LiveController(book: book, finder: finder, widths: settings.timelineWindows).addRoutes(to: api)
         ProofController(store: pollStore, book: book, finder: finder, limits: limits).addRoutes(to: api)
         TimelineController(
             store: pollStore, finder: finder, signer: signer, limits: limits, widths: settings.timelineWindows,
@@ -167,7 +171,7 @@ public enum PollwireApplication {
                     negotiationTimeout: readTimeout)
             },
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
-            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub]
+            services: [ingestor, TallyLoader(store: pollStore, book: book, logger: logger), hub, windows]
                 + (feed.map { [$0] } ?? []) + (purger.map { [$0] } ?? [])
                 + (settings.admission.maxLoopDelayMs > 0
                     ? [
@@ -177,6 +181,6 @@ public enum PollwireApplication {
                     ] : []),
             onServerRunning: onServerRunning,
             logger: logger)
-        return (app, Parts(book: book, ingestor: ingestor, hub: hub, registry: registry))
+        return (app, Parts(book: book, ingestor: ingestor, hub: hub, registry: registry, windows: windows))
     }
 }

@@ -38,6 +38,11 @@ struct PollwireMetricsFactory: MetricsFactory {
             "Results frames skipped for a viewer whose connection was not writable, by transport.",
         "pollwire_live_slow_disconnects_total": "Live viewers closed for staying unwritable past live.stuckSeconds.",
         "pollwire_live_subscribers": "Live viewers connected, by transport.",
+        "pollwire_live_window_corrections_total":
+            "Live window events sent again because the window changed before it was final.",
+        "pollwire_live_window_to_write_seconds":
+            "Time from a window's end to its window event written to a viewer, by transport.",
+        "pollwire_live_windows_total": "Live window events made when a window ended (one per poll and width).",
         "pollwire_purge_dropped_total": "CDN purges dropped because purge.maxPending polls were already waiting.",
         "pollwire_purge_requests_total": "CDN purge requests sent, by result.",
         "pollwire_ratelimit_limited_total": "Requests refused by a rate limit (429).",
