@@ -345,6 +345,20 @@ def main():
         check(len(created) == 1 and [q["kind"] for q in created[0]["questions"]] == ["nps", "single"],
               "the dashboard created the poll with an NPS and a single-choice question")
         WebDriverWait(admin, 10).until(lambda d: d.find_element(By.ID, "detail-status").text == "Live")
+        # The dashboard draws the poll's timeline and follows it live: votes cast now reach its
+        # bars when their window ends (window events, 10 s windows), with no reload.
+        talk = created[0]["id"]
+        check(admin.find_element(By.ID, "detail-timeline").get_attribute("data-ballots") == "0",
+              "the new poll's timeline starts empty")
+        for index in range(3):
+            token = json.loads(request("POST", f"{api}/v1/device-tokens")[2])["token"]
+            status, _, body = request("POST", f"{api}/v1/polls/{talk}/votes",
+                                      {"device": token, "answers": {"q1": 9, "q2": ["o1"]}})
+            check(status == 201, f"a vote on the dashboard's poll ({status} {body[:120]})")
+        WebDriverWait(admin, 15).until(
+            lambda d: d.find_element(By.ID, "detail-timeline").get_attribute("data-ballots") == "3")
+        bars = admin.find_elements(By.CSS_SELECTOR, "#detail-timeline rect.spark-bar")
+        check(len(bars) >= 1, f"the dashboard draws the timeline's bars from window events ({len(bars)})")
         time.sleep(2.5)  # two metrics refreshes for the votes/s figure
         admin.execute_script("window.scrollTo(0, 0)")
         admin.save_screenshot(os.path.join(SHOTS, "admin.png"))

@@ -1,5 +1,6 @@
 /* Admin dashboard /admin: sign in with an API key (kept in this tab's sessionStorage), list,
- * create, open, close, reveal and export polls, live results, and the server's own metrics. */
+ * create, open, close, reveal and export polls, live results and timeline, and the server's
+ * own metrics. */
 (function () {
   "use strict";
   var KINDS = ["single", "multiple", "rating", "nps", "ranking", "text"];
@@ -96,11 +97,57 @@
       });
   }
 
+  /* The poll's timeline: its last 60 windows (the server's default width) from
+   * GET /timeline, then each window as it ends from the live stream's window events (a
+   * correction replaces the window it names). */
+  var timeline = null;
+  function drawTimeline() {
+    var chart = $("#detail-timeline");
+    chart.textContent = "";
+    if (!timeline) return;
+    var starts = Object.keys(timeline.windows).map(Number).sort(function (a, b) { return a - b; }).slice(-60);
+    var top = starts.reduce(function (m, s) { return Math.max(m, timeline.windows[s]); }, 1);
+    var width = 200 / 60, total = 0;
+    starts.forEach(function (s, i) {
+      var ballots = timeline.windows[s];
+      total += ballots;
+      if (!ballots) return;
+      var height = (ballots / top) * 46;
+      var bar = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      bar.setAttribute("x", ((i + 60 - starts.length) * width).toFixed(2));
+      bar.setAttribute("y", (48 - height).toFixed(2));
+      bar.setAttribute("width", (width - 0.5).toFixed(2));
+      bar.setAttribute("height", height.toFixed(2));
+      bar.setAttribute("class", "spark-bar");
+      chart.appendChild(bar);
+    });
+    chart.setAttribute("data-ballots", String(total));
+  }
+
   function show(poll) {
     $("#detail").hidden = false;
     $("#detail-title").textContent = poll.title;
     if (live) live.close();
-    live = new EventSource("/v1/polls/" + poll.id + "/live");
+    live = null;
+    timeline = null;
+    drawTimeline();
+    fetch("/v1/polls/" + poll.id + "/timeline").then(function (r) { return r.json(); }).then(function (t) {
+      timeline = { width: t.window, windows: {} };
+      (t.windows || []).forEach(function (w) { timeline.windows[Date.parse(w.start)] = w.ballots; });
+      drawTimeline();
+      follow(poll, t.window);
+    }, function () { follow(poll, null); });
+  }
+
+  function follow(poll, width) {
+    if (live) live.close();
+    live = new EventSource("/v1/polls/" + poll.id + "/live" + (width ? "?windows=" + encodeURIComponent(width) : ""));
+    live.addEventListener("window", function (event) {
+      var w = JSON.parse(event.data);
+      if (!timeline || w.poll !== poll.id) return;
+      timeline.windows[Date.parse(w.start)] = w.ballots;
+      drawTimeline();
+    });
     live.onopen = function () { $("#detail-status").textContent = "Live"; };
     live.onerror = function () { $("#detail-status").textContent = "Reconnecting…"; };
     live.addEventListener("results", function (event) {
