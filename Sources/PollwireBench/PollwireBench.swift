@@ -19,7 +19,9 @@ import NIOPosix
 struct PollwireBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pollwire-bench", abstract: "Load generator for Pollwire.",
-        subcommands: [Ingest.self, Read.self, Mixed.self, Idle.self, Fanout.self, Fuzz.self, Slowloris.self])
+        subcommands: [
+            Ingest.self, Read.self, Mixed.self, Idle.self, Fanout.self, Fuzz.self, Slowloris.self, FraudEval.self,
+        ])
 }
 
 /// The server under load, and how to report: shared by every scenario.

@@ -1,4 +1,5 @@
 import Foundation
+import PollwireCore
 import PollwireEngine
 
 /// Every configuration key `pollwire` reads, with the values it accepts (docs/configuration.md
@@ -286,44 +287,6 @@ enum ConfigCatalog {
             }
         }
         return row[b.count]
-    }
-}
-
-/// A JSON value, as the configuration file holds it (bools apart from numbers).
-enum JSONValue: Decodable, CustomStringConvertible {
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-    case null
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
-
-    var description: String {
-        switch self {
-        case .bool(let value): String(value)
-        case .number(let value): value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
-        case .string(let value): "\"\(value)\""
-        case .array: "an array"
-        case .object: "an object"
-        case .null: "null"
-        }
     }
 }
 
