@@ -256,7 +256,8 @@ public struct FraudDetector: Sendable {
         }
         if let rule = self.rules.mintedDevices, let device = signal.device, device.prefix != signal.prefix {
             // Tokens minted from one prefix and voting from another: the times they were minted.
-            var times = self.mints[device.prefix] ?? []
+            // Taken out and put back: the array is mutated in place, not copied.
+            var times = self.mints.removeValue(forKey: device.prefix) ?? []
             let window = rule.windowSeconds * 1_000_000
             let at = Self.insertionIndex(of: device.micros, in: times)
             if at == times.count || times[at] != device.micros { times.insert(device.micros, at: at) }
@@ -286,9 +287,11 @@ public struct FraudDetector: Sendable {
             flag = FraudFlag(rule: "fingerprintBurst", evidence: "one client fingerprint " + seen)
         }
         if let rule = self.rules.metronome {
-            var gaps = self.arrivals[signal.prefix] ?? ArrivalGaps(capacity: rule.minBallots)
-            gaps.add(signal.micros)
-            self.arrivals[signal.prefix] = gaps
+            var gaps = ArrivalGaps(capacity: rule.minBallots)
+            modify(&self.arrivals[signal.prefix, default: gaps]) { arrivals in
+                arrivals.add(signal.micros)
+                gaps = arrivals
+            }
             if self.arrivals.count > Self.maxKeys, let oldest = self.arrivals.min(by: { $0.value.last < $1.value.last })
             {
                 self.arrivals.removeValue(forKey: oldest.key)
@@ -401,10 +404,13 @@ struct SlidingCounts<Key: Hashable & Sendable>: Sendable {
     mutating func add(_ key: Key, at second: Int64) -> (key: RunningCounts, all: RunningCounts) {
         self.all.advance(to: second, window: self.window, history: self.history)
         self.all.add(at: second)
-        var counts = self.perKey.removeValue(forKey: key) ?? RunningCounts()
-        counts.advance(to: second, window: self.window, history: self.history)
-        counts.add(at: second)
-        self.perKey[key] = counts
+        var counts = RunningCounts()
+        // In place, through the dictionary's one lookup: hashing was the rules' largest cost.
+        modify(&self.perKey[key, default: RunningCounts()]) { key in
+            key.advance(to: second, window: self.window, history: self.history)
+            key.add(at: second)
+            counts = key
+        }
         if self.perKey.count > self.maxKeys {
             // Keys past every window go first, then the ones seen longest ago.
             self.perKey = self.perKey.filter { $0.value.last > second - self.history }
@@ -439,10 +445,19 @@ struct ArrivalGaps: Sendable {
     /// Standard deviation over mean of the gaps, once `capacity` arrivals are in.
     var variation: Double? {
         guard self.times.count == self.capacity, self.capacity >= 3 else { return nil }
-        let gaps = zip(self.times.dropFirst(), self.times).map { Double($0 - $1) }
-        let mean = gaps.reduce(0, +) / Double(gaps.count)
+        let count = Double(self.times.count - 1)
+        let mean = Double(self.times[self.times.count - 1] - self.times[0]) / count
         guard mean > 0 else { return 0 }
-        let variance = gaps.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(gaps.count)
-        return variance.squareRoot() / mean
+        var squares = 0.0
+        for index in 1..<self.times.count {
+            let gap = Double(self.times[index] - self.times[index - 1]) - mean
+            squares += gap * gap
+        }
+        return (squares / count).squareRoot() / mean
     }
+}
+
+/// Runs `body` on `value` in place (for a dictionary entry: one lookup, no copy of its storage).
+func modify<Value>(_ value: inout Value, _ body: (inout Value) -> Void) {
+    body(&value)
 }
