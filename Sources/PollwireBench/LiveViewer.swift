@@ -250,24 +250,91 @@ final class LiveViewerHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    /// SSE with `window` events: each whole event (up to its blank line), read as text (a few
-    /// viewers, one window a second): a results event's version, a window event's `end`.
+    /// SSE with `window` events: each whole event (up to its blank line), scanned over raw bytes
+    /// (as `readEvents` does): a results event's version, a window event's `end`.
     private func readWindowEvents(context: ChannelHandlerContext) {
-        let separator = Array("\n\n".utf8)
-        while let end = self.buffer.readableBytesView.firstRange(of: separator) {
-            let length = end.upperBound - self.buffer.readableBytesView.startIndex
-            guard let event = self.buffer.readString(length: length) else { return }
-            // Chunked framing (size lines) sits between events, so the markers are searched for.
-            if let marker = event.range(of: "id: "), let id = Int(event[marker.upperBound...].prefix { $0.isNumber }) {
-                self.seen(version: id, context: context)
-            } else if event.contains("event: window"), let range = event.range(of: #""end":""#),
-                let date = try? Date(String(event[range.upperBound...].prefix(20)), strategy: .iso8601)
-            {
-                let late = Date().timeIntervalSince(date)
+        while true {
+            let (event, consumed) = self.buffer.withUnsafeReadableBytes(Self.windowEvent)
+            guard consumed > 0 else { return }
+            self.buffer.moveReaderIndex(forwardBy: consumed)
+            switch event {
+            case .results(let version): self.seen(version: version, context: context)
+            case .window(let end):
+                let late = Date().timeIntervalSince1970 - Double(end)
                 let stats = self.loopStats ?? self.stats.on(context.eventLoop)
                 _ = stats.windowLatency.record(UInt64(max(0, late) * 1e9))
+            case .other: break
             }
         }
+    }
+
+    enum StreamEvent: Equatable {
+        case results(Int)
+        /// A window event: its end, seconds since 1970.
+        case window(Int64)
+        case other
+    }
+
+    /// The first whole event in `bytes` (up to a blank line): what it is, and the bytes it took
+    /// (0: no whole event yet). Chunked framing (size lines) sits between events, so the markers
+    /// are searched for inside each one.
+    static func windowEvent(_ bytes: UnsafeRawBufferPointer) -> (StreamEvent, Int) {
+        guard let base = bytes.baseAddress, let blank = Self.find(Self.blankLine, in: base, count: bytes.count) else {
+            return (.other, 0)
+        }
+        let length = blank + 2
+        let event = UnsafeRawBufferPointer(start: base, count: length)
+        func find(_ marker: [UInt8]) -> Int? { Self.find(marker, in: base, count: length) }
+        if let id = find(Self.idMarker) {
+            var index = id + 4
+            var version = 0
+            while index < length, event[index] >= 48, event[index] <= 57 {
+                version = version * 10 + Int(event[index] - 48)
+                index += 1
+            }
+            return (.results(version), length)
+        }
+        if find(Self.windowMarker) != nil, let end = find(Self.endMarker), end + 7 + 20 <= length {
+            // "YYYY-MM-DDTHH:MM:SSZ": whole seconds, UTC.
+            func number(_ from: Int, _ digits: Int) -> Int64 {
+                (0..<digits).reduce(0) { $0 * 10 + Int64(event[from + $1] - 48) }
+            }
+            let at = end + 7
+            let (year, month, day) = (number(at, 4), number(at + 5, 2), number(at + 8, 2))
+            let seconds = number(at + 11, 2) * 3600 + number(at + 14, 2) * 60 + number(at + 17, 2)
+            return (.window(Self.days(year: year, month: month, day: day) * 86_400 + seconds), length)
+        }
+        return (.other, length)
+    }
+
+    static let blankLine = Array("\n\n".utf8)
+    static let idMarker = Array("id: ".utf8)
+    static let windowMarker = Array("event: window".utf8)
+    static let endMarker = Array("\"end\":\"".utf8)
+
+    /// Where `needle` first starts in the `count` bytes at `base` (memchr for its first byte).
+    static func find(_ needle: [UInt8], in base: UnsafeRawPointer, count: Int) -> Int? {
+        var index = 0
+        while index + needle.count <= count,
+            let found = memchr(base + index, Int32(needle[0]), count - index - needle.count + 1)
+        {
+            let at = base.distance(to: UnsafeRawPointer(found))
+            if (1..<needle.count).allSatisfy({ base.load(fromByteOffset: at + $0, as: UInt8.self) == needle[$0] }) {
+                return at
+            }
+            index = at + 1
+        }
+        return nil
+    }
+
+    /// Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil).
+    static func days(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
     }
 
     /// The first complete `id: <digits>...\n` line in `bytes`: its number (the digits up to the

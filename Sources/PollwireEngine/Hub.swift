@@ -171,8 +171,8 @@ public final class Hub: Service, Sendable {
     /// a delivery group get the tick's frames in one batch per group.
     public func publish() {
         let now = self.now()
-        var offers: [(subscriber: any LiveSubscriber, frame: LiveFrame)] = []
-        defer { Self.deliver(offers) }
+        var offers = LiveOffers()
+        defer { offers.deliver() }
         for shard in self.shards {
             let work: [(String, ContinuousClock.Instant, [any LiveSubscriber])] = shard.state.withLock { state in
                 guard !state.dirty.isEmpty else { return [] }
@@ -205,27 +205,10 @@ public final class Hub: Service, Sendable {
                     }
                     guard let frame else { continue }
                     self.metrics.offers.increment()
-                    offers.append((subscriber, frame))
+                    offers.add(frame, to: subscriber)
                 }
             }
         }
-    }
-
-    /// Offers each frame to its subscriber: those in a delivery group in one batch per group,
-    /// the rest one by one.
-    public static func deliver(_ offers: [(subscriber: any LiveSubscriber, frame: LiveFrame)]) {
-        var batches:
-            [ObjectIdentifier: (
-                group: any LiveDeliveryGroup, batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)]
-            )] = [:]
-        for (subscriber, frame) in offers {
-            if let group = subscriber.deliveryGroup {
-                batches[ObjectIdentifier(group), default: (group, [])].batch.append((subscriber, frame))
-            } else {
-                subscriber.offer(frame)
-            }
-        }
-        for (_, entry) in batches { entry.group.offer(entry.batch) }
     }
 
     private func closeStuckSubscribers(now: ContinuousClock.Instant) {
@@ -244,6 +227,29 @@ public final class Hub: Service, Sendable {
             }
             subscribers.forEach(body)
         }
+    }
+}
+
+/// Frames for live subscribers, gathered and then handed over: subscribers in a delivery group
+/// get theirs in one batch per group (one hop to its thread), the rest one by one at once.
+public struct LiveOffers {
+    private var batches:
+        [ObjectIdentifier: (group: any LiveDeliveryGroup, batch: [(subscriber: any LiveSubscriber, frame: LiveFrame)])] =
+            [:]
+
+    public init() {}
+
+    public mutating func add(_ frame: LiveFrame, to subscriber: any LiveSubscriber) {
+        if let group = subscriber.deliveryGroup {
+            self.batches[ObjectIdentifier(group), default: (group, [])].batch.append((subscriber, frame))
+        } else {
+            subscriber.offer(frame)
+        }
+    }
+
+    /// Hands each group its batch.
+    public func deliver() {
+        for (_, entry) in self.batches { entry.group.offer(entry.batch) }
     }
 }
 

@@ -156,7 +156,7 @@ public final class WindowFeed: Service, Sendable {
         }
         guard let (windows, subscribers, sequence) = work else { return }
         let at = self.now()
-        var offers: [(subscriber: any LiveSubscriber, frame: LiveFrame)] = []
+        var offers = LiveOffers()
         for (index, (window, correction)) in windows.enumerated() {
             if correction { self.corrected.increment() } else { self.emitted.increment() }
             var variants: [Bool: LiveFrame] = [:]
@@ -171,10 +171,10 @@ public final class WindowFeed: Service, Sendable {
                                 correction: correction, hidden: hidden)),
                         pollID: key.poll, sequence: sequence + Int64(index), hidden: hidden, endedAt: ended)
                 variants[hidden] = frame
-                offers.append((subscriber, frame))
+                offers.add(frame, to: subscriber)
             }
         }
-        Hub.deliver(offers)
+        offers.deliver()
     }
 }
 
