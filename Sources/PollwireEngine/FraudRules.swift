@@ -266,9 +266,8 @@ public struct FraudDetector: Sendable {
             if old > 0 { times.removeFirst(old) }
             self.mints[device.prefix] = times
             self.mintSeen[device.prefix] = signal.micros
-            if self.mints.count > Self.maxKeys, let oldest = self.mintSeen.min(by: { $0.value < $1.value })?.key {
-                self.mints.removeValue(forKey: oldest)
-                self.mintSeen.removeValue(forKey: oldest)
+            for key in evictOldest(&self.mintSeen, over: Self.maxKeys, seen: { $0 }) {
+                self.mints.removeValue(forKey: key)
             }
             let near =
                 Self.insertionIndex(of: device.micros + window + 1, in: times)
@@ -292,10 +291,7 @@ public struct FraudDetector: Sendable {
                 arrivals.add(signal.micros)
                 gaps = arrivals
             }
-            if self.arrivals.count > Self.maxKeys, let oldest = self.arrivals.min(by: { $0.value.last < $1.value.last })
-            {
-                self.arrivals.removeValue(forKey: oldest.key)
-            }
+            evictOldest(&self.arrivals, over: Self.maxKeys, seen: \.last)
             if flag == nil, let variation = gaps.variation, variation < rule.maxVariation {
                 flag = FraudFlag(
                     rule: "metronome",
@@ -411,14 +407,7 @@ struct SlidingCounts<Key: Hashable & Sendable>: Sendable {
             key.add(at: second)
             counts = key
         }
-        if self.perKey.count > self.maxKeys {
-            // Keys past every window go first, then the ones seen longest ago.
-            self.perKey = self.perKey.filter { $0.value.last > second - self.history }
-            while self.perKey.count > self.maxKeys, let oldest = self.perKey.min(by: { $0.value.last < $1.value.last })
-            {
-                self.perKey.removeValue(forKey: oldest.key)
-            }
-        }
+        evictOldest(&self.perKey, over: self.maxKeys, seen: \.last)
         return (counts, self.all)
     }
 }
@@ -455,6 +444,18 @@ struct ArrivalGaps: Sendable {
         }
         return (squares / count).squareRoot() / mean
     }
+}
+
+/// Over `limit` entries, drops the tenth of `limit` seen longest ago (by `seen`) and returns their
+/// keys: one sort per `limit / 10` new keys, not a scan of every key per ballot at the cap (a
+/// flood of rotating proxies keeps a detector at its cap).
+@discardableResult
+func evictOldest<Key, Value>(_ entries: inout [Key: Value], over limit: Int, seen: (Value) -> Int64) -> [Key] {
+    guard entries.count > limit else { return [] }
+    let keep = limit - limit / 10
+    let oldest = entries.sorted { seen($0.value) < seen($1.value) }.prefix(entries.count - keep).map(\.key)
+    for key in oldest { entries.removeValue(forKey: key) }
+    return oldest
 }
 
 /// Runs `body` on `value` in place (for a dictionary entry: one lookup, no copy of its storage).

@@ -148,6 +148,10 @@ public struct Timeline: Sendable {
         self.windows = windows
     }
 
+    /// Times a timeline or a ballot's `castAt` may name: 1970 up to the year 3000 (so that the
+    /// seconds, microseconds and the windows after them stay far inside `Int64`).
+    public static let representableSeconds: ClosedRange<Double> = 0...32_503_680_000
+
     public static func align(_ second: Int64, _ width: Int64) -> Int64 {
         let remainder = second % width
         return second - (remainder < 0 ? remainder + width : remainder)

@@ -154,7 +154,7 @@ extension VoteCommand.CastAt {
         let arrived = BallotChain.micros(arrival)
         let seconds = castAt.timeIntervalSince1970
         // Far outside any clock (before 1970 or after the year 3000) is refused as the future is.
-        guard (0...32_503_680_000).contains(seconds) else { return nil }
+        guard Timeline.representableSeconds.contains(seconds) else { return nil }
         let micros = BallotChain.micros(castAt)
         guard micros <= arrived + Self.maxClockSkewMicros else { return nil }
         self.init(micros: min(micros, arrived), late: micros < arrived - latenessSeconds * 1_000_000)

@@ -81,15 +81,11 @@ struct TimelineController {
         return Response.json(.ok, body, headers: [.cacheControl: cache])
     }
 
-    /// Times a timeline can ask for: 1970 up to the year 3000 (so that the seconds and the
-    /// windows after them stay far inside `Int64`).
-    static let seconds: ClosedRange<Double> = 0...32_503_680_000
-
     /// A `from` or `to` parameter as whole seconds since 1970 (nil when absent).
     static func second(_ text: String?, field: String) throws -> Int64? {
         guard let date = try AuditController.date(text, field: field) else { return nil }
         let seconds = date.timeIntervalSince1970.rounded(.down)
-        guard Self.seconds.contains(seconds) else {
+        guard Timeline.representableSeconds.contains(seconds) else {
             throw APIError.invalid(ValidationError(field: field, "must be a time from 1970 to the year 3000"))
         }
         return Int64(seconds)
